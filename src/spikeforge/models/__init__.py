@@ -1,0 +1,1 @@
+"""Ready networks built from the building blocks."""

@@ -1,0 +1,56 @@
+"""Trace-based STDP rules of Diehl & Cook (2015) for the input-to-excitatory synapses.
+
+Every rule keeps a presynaptic trace ``x_pre`` per synapse and postsynaptic traces ``x_post1``
+(fast) and ``x_post2`` (slow) per neuron, each decaying exponentially between spikes::
+
+    dx/dt = -x / tau      and on a spike   x <- 1      (trace_mode="set", the released code)
+                                           x <- x + 1  (trace_mode="add", the paper's wording)
+
+Weight updates (``w`` clipped to [w_min, w_max] after each update):
+
+``triplet`` (the only rule in the released code, l.331-338; reference §2.5)
+    pre spike:  w <- w + pre_sign * nu_pre * x_post1          (pre_sign = -1: depression)
+    post spike: w <- w + nu_post * x_pre * x_post2(t-)        (x_post2 just before this spike)
+
+The Brian 2 ports flipped the sign of the pre-spike term (zxzhijia/Brian2STDPMNIST#15); it is
+available as ``pre_sign=+1`` for comparison, never the default.
+
+Rules are identified by ``kind``; the compiled engine dispatches on :data:`RULE_CODES`, so a new rule
+is a new code plus its two update formulas in ``engines/stdp_kernels.py``, not a new loop.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from ..config import Params
+
+RULE_CODES = {"triplet": 0}
+
+
+class STDPParams(Params):
+    """STDP on the input-to-excitatory weights. Defaults: Diehl & Cook (2015), original code
+    l.331-338 (tc_pre 20 ms, tc_post1 20 ms, tc_post2 40 ms, nu_pre 1e-4, nu_post 1e-2, wmax 1)."""
+
+    kind: Literal["triplet"] = "triplet"
+    tau_pre_ms: float = Field(20.0, gt=0)
+    tau_post1_ms: float = Field(20.0, gt=0)
+    tau_post2_ms: float = Field(40.0, gt=0)
+    nu_pre: float = Field(1e-4, ge=0, le=1)
+    nu_post: float = Field(1e-2, ge=0, le=1)
+    pre_sign: Literal[-1, 1] = -1
+    w_min: float = 0.0
+    w_max: float = Field(1.0, gt=0)
+    trace_mode: Literal["set", "add"] = "set"
+
+    @property
+    def code(self) -> int:
+        return RULE_CODES[self.kind]
+
+    def kernel_params(self) -> np.ndarray:
+        """The rule's numbers in the fixed order the update formulas read them."""
+        return np.array([self.nu_pre, self.nu_post, float(self.pre_sign), self.w_min, self.w_max,
+                         0.0, 0.0, 0.0], dtype=np.float64)
