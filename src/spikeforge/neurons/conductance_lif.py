@@ -121,7 +121,9 @@ def membrane_update(v, ge, gi, p: ConductanceLIFParams, f: DecayFactors):
 
 
 def step(state: ConductanceLIFState, p: ConductanceLIFParams, f: DecayFactors, *, learning: bool):
-    """Advance one step: integrate, decay conductances and theta, threshold, reset.
+    """Advance one step: integrate, decay conductances (and theta while learning), threshold, reset.
+
+    With ``learning=False`` theta is a frozen parameter, as in the original's test mode.
 
     Synaptic input is added to ``ge``/``gi`` by the caller *after* this step (Brian's schedule:
     state update, thresholds, synapses, resets), so it acts from the next step on.
@@ -132,7 +134,7 @@ def step(state: ConductanceLIFState, p: ConductanceLIFParams, f: DecayFactors, *
     v = torch.where(since < f.clamp_steps, torch.full_like(v, p.v_reset_mv), v)
     ge = state.ge * f.ge
     gi = state.gi * f.gi
-    theta = state.theta * f.theta if p.adaptive else state.theta
+    theta = state.theta * f.theta if (p.adaptive and learning) else state.theta
     thresh = p.v_thresh_mv - p.theta_offset_mv + theta if p.adaptive else torch.full_like(v, p.v_thresh_mv)
     spikes = (v > thresh) & (since >= f.refractory_steps)
     v = torch.where(spikes, torch.full_like(v, p.v_reset_mv), v)

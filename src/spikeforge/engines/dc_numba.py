@@ -1,0 +1,357 @@
+"""Compiled exact CPU engine for the Diehl & Cook network (one example at a time).
+
+The per-step loop runs in numba with the exact sequential dynamics of the reference model and
+Brian's schedule within a step:
+
+1. state update of both layers (integrate v, decay g_e, g_i and theta), threshold, reset;
+2. synapses: input spikes of this step enter the delay history; every input spike emitted ``d``
+   steps ago reaches the neurons whose X->Ae delay is ``d`` (``g_e += w``, then the pre-spike STDP
+   update, Brian 2 ``on_pre`` semantics at arrival); then excitatory spikes apply the post-spike
+   STDP update to their column, and drive their inhibitory partner (``g_e,i += w_ei``); inhibitory
+   spikes drive all other excitatory neurons (``g_i += w_ie``, as total minus self, O(N)).
+
+Conductance increments therefore act from the next step on, as in Brian.
+
+Cost per step is O(N) for the neurons; per input spike O(N) (one weight row, grouped by delay);
+per excitatory spike O(n_input) (one weight column). STDP traces are never decayed step by step:
+each trace stores its value at its last update and the step of that update, and is read through a
+table of ``exp(-k dt / tau)``, exact for exponential decay. Nothing is allocated inside the loop.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ..encoding.poisson import poisson_events
+from ..models.diehl_cook import DiehlCookConfig, DiehlCookState
+from ..neurons.conductance_lif import ConductanceLIFParams, decay_factors
+from .base import DCEngine, attempt_seed
+from .stdp_kernels import on_post, on_pre
+
+# layout of the neuron parameter vector read by the kernel
+_NP = ("v_rest", "v_reset", "v_thresh_eff", "e_exc", "e_inh", "dt_over_tau", "f_ge", "f_gi",
+       "f_theta", "theta_plus", "refractory_steps", "clamp_steps", "adaptive", "exponential")
+
+
+def neuron_vector(p: ConductanceLIFParams, dt_ms: float) -> np.ndarray:
+    """The neuron parameters in the order the kernel reads them (see ``_NP``)."""
+    f = decay_factors(p, dt_ms)
+    thresh = p.v_thresh_mv - p.theta_offset_mv if p.adaptive else p.v_thresh_mv
+    return np.array([p.v_rest_mv, p.v_reset_mv, thresh, p.e_exc_mv, p.e_inh_mv, f.dt_over_tau_m,
+                     f.ge, f.gi, f.theta, p.theta_plus_mv, f.refractory_steps, f.clamp_steps,
+                     float(p.adaptive), float(p.integration == "exponential")], dtype=np.float64)
+
+
+def trace_table(tau_ms: float, dt_ms: float) -> np.ndarray:
+    """``exp(-k dt / tau)`` for k = 0.., ending with a 0 that every longer gap maps to."""
+    n = int(np.ceil(80.0 * tau_ms / dt_ms)) + 1
+    tab = np.exp(-np.arange(n) * dt_ms / tau_ms)
+    tab[-1] = 0.0
+    return tab
+
+
+@njit(cache=True, inline="always")
+def _decayed(tab, value, gap):
+    if gap >= tab.shape[0]:
+        return 0.0
+    return value * tab[gap]
+
+
+@njit(cache=True)
+def _update_layer(v, ge, gi, theta, since, prm, learning, spk):
+    """Integrate, threshold and reset one layer; writes spiking indices to ``spk``, returns count."""
+    v_rest, v_reset, v_th = prm[0], prm[1], prm[2]
+    e_exc, e_inh, dtm = prm[3], prm[4], prm[5]
+    f_ge, f_gi, f_theta, theta_plus = prm[6], prm[7], prm[8], prm[9]
+    refr, clamp = int(prm[10]), int(prm[11])
+    adaptive, exponential = prm[12] != 0.0, prm[13] != 0.0
+    n = 0
+    for j in range(v.shape[0]):
+        s = since[j] + 1
+        since[j] = s
+        if s < clamp:
+            vj = v_reset
+        elif exponential:
+            gt = 1.0 + ge[j] + gi[j]
+            v_inf = (v_rest + ge[j] * e_exc + gi[j] * e_inh) / gt
+            vj = v_inf + (v[j] - v_inf) * np.exp(-dtm * gt)
+        else:
+            vj = v[j] + dtm * ((v_rest - v[j]) + ge[j] * (e_exc - v[j]) + gi[j] * (e_inh - v[j]))
+        ge[j] *= f_ge
+        gi[j] *= f_gi
+        th = v_th
+        if adaptive:
+            if learning:
+                theta[j] *= f_theta
+            th += theta[j]
+        if vj > th and s >= refr:
+            vj = v_reset
+            since[j] = 0
+            if adaptive and learning:
+                theta[j] += theta_plus
+            spk[n] = j
+            n += 1
+        v[j] = vj
+    return n
+
+
+@njit(cache=True, inline="always")
+def _pre_trace(ring_t, ring_x, ring_head, tab, i, t_arrive_max):
+    """Pre trace of input ``i`` as seen by a synapse whose spikes arrive ``d`` steps late, at the
+    current step ``t`` (``t_arrive_max = t - d``): the newest spike of ``i`` emitted at or before
+    ``t - d``, decayed from its emission value."""
+    r = ring_t.shape[1]
+    h = ring_head[i]
+    for back in range(r):
+        k = (h - back) % r
+        ts = ring_t[i, k]
+        if ts <= t_arrive_max:
+            gap = t_arrive_max - ts
+            if gap >= tab.shape[0]:
+                return 0.0
+            return ring_x[i, k] * tab[gap]
+    return 0.0
+
+
+@njit(cache=True)
+def run_steps(n_steps, ev_ptr, ev_idx, learning, counts,
+              t_now, ne, ni, w_ei, w_ie,
+              v_e, ge_e, gi_e, theta, since_e, v_i, ge_i, gi_i, since_i,
+              W, D, grp_ptr, grp_nrn, hist_idx, hist_n,
+              rule, rule_prm, trace_set, tab_pre, tab_post1, tab_post2,
+              ring_t, ring_x, ring_head, x_post1, x_post2, post_last, post1_now, spk_e, spk_i):
+    """Advance the network ``n_steps`` steps with input events ``(ev_ptr, ev_idx)`` (CSR by step;
+    ``ev_ptr`` of length ``n_steps + 1``; all zeros for no input). Adds excitatory spike counts to
+    ``counts`` and returns the new global step counter.
+
+    Pre traces live on the input side: each input keeps a ring of its recent spike times and the
+    trace value just after each, long enough to cover the longest delay, so the trace a synapse
+    with delay ``d`` sees at step ``t`` is read from the newest spike emitted at or before
+    ``t - d``. This is exact and needs no per-synapse trace storage."""
+    n_in, n_neurons = W.shape
+    hist_len = hist_n.shape[0]
+    n_delay = grp_ptr.shape[1] - 1
+    r = ring_t.shape[1]
+    for s in range(n_steps):
+        t = t_now + s
+        n_e = _update_layer(v_e, ge_e, gi_e, theta, since_e, ne, learning, spk_e)
+        n_i = _update_layer(v_i, ge_i, gi_i, theta, since_i, ni, False, spk_i)
+        # input spikes of this step enter the delay history and the pre-trace rings
+        slot = t % hist_len
+        m = 0
+        for k in range(ev_ptr[s], ev_ptr[s + 1]):
+            i = ev_idx[k]
+            hist_idx[slot, m] = i
+            m += 1
+            if learning:
+                h = ring_head[i]
+                x_new = 1.0
+                if not trace_set:
+                    gap = t - ring_t[i, h]
+                    if gap < tab_pre.shape[0]:
+                        x_new += ring_x[i, h] * tab_pre[gap]
+                h = (h + 1) % r
+                ring_head[i] = h
+                ring_t[i, h] = t
+                ring_x[i, h] = x_new
+        hist_n[slot] = m
+        # arrivals: spikes emitted d steps ago reach the neurons at delay d
+        n_arrivals = 0
+        for d in range(min(n_delay, t + 1)):
+            n_arrivals += hist_n[(t - d) % hist_len]
+        if learning and n_arrivals > 0:
+            for j in range(n_neurons):
+                post1_now[j] = _decayed(tab_post1, x_post1[j], t - post_last[j])
+        for d in range(min(n_delay, t + 1)):
+            sl = (t - d) % hist_len
+            for q in range(hist_n[sl]):
+                i = hist_idx[sl, q]
+                for k in range(grp_ptr[i, d], grp_ptr[i, d + 1]):
+                    j = grp_nrn[i, k]
+                    ge_e[j] += W[i, j]
+                    if learning and post1_now[j] != 0.0:
+                        W[i, j] = on_pre(rule, rule_prm, W[i, j], post1_now[j],
+                                         _decayed(tab_post2, x_post2[j], t - post_last[j]))
+        # excitatory spikes: post-spike STDP on their column, drive the inhibitory partner
+        for q in range(n_e):
+            j = spk_e[q]
+            counts[j] += 1
+            if learning:
+                gap = t - post_last[j]
+                p2 = _decayed(tab_post2, x_post2[j], gap)
+                for i in range(n_in):
+                    xp = _pre_trace(ring_t, ring_x, ring_head, tab_pre, i, t - D[i, j])
+                    W[i, j] = on_post(rule, rule_prm, W[i, j], xp, p2)
+                if trace_set:
+                    x_post1[j] = 1.0
+                    x_post2[j] = 1.0
+                else:
+                    x_post1[j] = _decayed(tab_post1, x_post1[j], gap) + 1.0
+                    x_post2[j] = p2 + 1.0
+                post_last[j] = t
+            ge_i[j] += w_ei
+        # inhibitory spikes: all-but-self inhibition, as total minus self
+        if n_i > 0:
+            total = w_ie * n_i
+            for j in range(n_neurons):
+                gi_e[j] += total
+            for q in range(n_i):
+                gi_e[spk_i[q]] -= w_ie
+    return t_now + n_steps
+
+
+@njit(cache=True)
+def normalize_columns_inplace(W, total):
+    n_in, n = W.shape
+    sums = np.zeros(n)
+    for i in range(n_in):
+        for j in range(n):
+            sums[j] += W[i, j]
+    for j in range(n):
+        if sums[j] > 0.0:
+            sums[j] = total / sums[j]
+        else:
+            sums[j] = 1.0
+    for i in range(n_in):
+        for j in range(n):
+            W[i, j] *= sums[j]
+
+
+def delay_groups(delays: np.ndarray, n_delay: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per input, its target neurons sorted by delay: ``grp_nrn[i, grp_ptr[i, d]:grp_ptr[i, d+1]]``
+    are the neurons that input ``i`` reaches ``d`` steps after it fires."""
+    order = np.argsort(delays, axis=1, kind="stable").astype(np.int32)
+    counts = np.stack([(delays == d).sum(axis=1) for d in range(n_delay)], axis=1)
+    ptr = np.zeros((delays.shape[0], n_delay + 1), np.int32)
+    ptr[:, 1:] = np.cumsum(counts, axis=1)
+    return ptr, order
+
+
+class NumbaDCEngine(DCEngine):
+    """Exact sequential engine: one example at a time, the time loop compiled with numba."""
+
+    name = "numba"
+
+    def __init__(self, cfg: DiehlCookConfig, state: DiehlCookState, seed: int = 0, device=None):
+        super().__init__(cfg, state, seed)
+        net, proto, stdp = cfg.network, cfg.protocol, cfg.stdp
+        n_in, n = net.n_input, net.n_neurons
+        dt = proto.dt_ms
+        self.W = np.ascontiguousarray(state.weights, dtype=np.float64).copy()
+        self.theta = np.ascontiguousarray(state.theta, dtype=np.float64).copy()
+        self.delays = np.ascontiguousarray(state.delays, dtype=np.int32)
+        n_delay = int(self.delays.max(initial=0)) + 1
+        self.grp_ptr, self.grp_nrn = delay_groups(self.delays, n_delay)
+        self.hist_idx = np.zeros((n_delay, n_in), np.int32)
+        self.hist_n = np.zeros(n_delay, np.int32)
+        self.ne = neuron_vector(cfg.exc, dt)
+        self.ni = neuron_vector(cfg.inh, dt)
+        self.rule_code = stdp.code
+        self.rule_prm = stdp.kernel_params()
+        self.trace_set = stdp.trace_mode == "set"
+        self.tab_pre = trace_table(stdp.tau_pre_ms, dt)
+        self.tab_post1 = trace_table(stdp.tau_post1_ms, dt)
+        self.tab_post2 = trace_table(stdp.tau_post2_ms, dt)
+        self.spk_e = np.zeros(n, np.int64)
+        self.spk_i = np.zeros(n, np.int64)
+        self.reset_dynamics()
+
+    def reset_dynamics(self) -> None:
+        cfg = self.cfg
+        n_in, n = cfg.network.n_input, cfg.network.n_neurons
+        never = -(1 << 40)
+        self.t = 0
+        self.v_e = np.full(n, cfg.exc.v_rest_mv + cfg.exc.v_init_offset_mv)
+        self.v_i = np.full(n, cfg.inh.v_rest_mv + cfg.inh.v_init_offset_mv)
+        self.ge_e, self.gi_e, self.ge_i, self.gi_i = (np.zeros(n) for _ in range(4))
+        self.since_e = np.full(n, 1 << 30, np.int64)
+        self.since_i = np.full(n, 1 << 30, np.int64)
+        self.ring_t = np.full((n_in, self.hist_n.shape[0] + 1), never, np.int64)
+        self.ring_x = np.zeros((n_in, self.hist_n.shape[0] + 1))
+        self.ring_head = np.zeros(n_in, np.int64)
+        self.post1_now = np.zeros(n)
+        self.x_post1, self.x_post2 = np.zeros(n), np.zeros(n)
+        self.post_last = np.full(n, never, np.int64)
+        self.hist_n[:] = 0
+
+    # dynamic state that a checkpoint carries so that a resumed run continues exactly
+    _DYNAMIC = ("v_e", "ge_e", "gi_e", "since_e", "v_i", "ge_i", "gi_i", "since_i", "ring_t",
+                "ring_x", "ring_head", "x_post1", "x_post2", "post_last", "hist_idx", "hist_n")
+
+    def dynamic_state(self) -> dict[str, np.ndarray]:
+        out = {k: getattr(self, k).copy() for k in self._DYNAMIC}
+        out["t"] = np.array([self.t], np.int64)
+        return out
+
+    def load_dynamic_state(self, arrays: dict[str, np.ndarray]) -> None:
+        for k in self._DYNAMIC:
+            if k in arrays:
+                cur = getattr(self, k)
+                if cur.shape != arrays[k].shape:
+                    raise ValueError(f"dynamic state '{k}' has shape {arrays[k].shape}, expected {cur.shape}")
+                cur[...] = arrays[k]
+        if "t" in arrays:
+            self.t = int(arrays["t"][0])
+
+    def _run(self, n_steps, ptr, idx, learning, counts):
+        self.t = run_steps(
+            n_steps, ptr, idx, learning, counts, self.t, self.ne, self.ni,
+            self.cfg.network.w_ei, self.cfg.network.w_ie,
+            self.v_e, self.ge_e, self.gi_e, self.theta, self.since_e,
+            self.v_i, self.ge_i, self.gi_i, self.since_i,
+            self.W, self.delays, self.grp_ptr, self.grp_nrn, self.hist_idx, self.hist_n,
+            self.rule_code, self.rule_prm, self.trace_set, self.tab_pre, self.tab_post1,
+            self.tab_post2, self.ring_t, self.ring_x, self.ring_head, self.x_post1, self.x_post2,
+            self.post_last, self.post1_now, self.spk_e, self.spk_i)
+
+    def run_events(self, ptr, idx, learning: bool, n_steps: int | None = None) -> np.ndarray:
+        """Run one phase driven by CSR input events; returns excitatory spike counts."""
+        n_steps = len(ptr) - 1 if n_steps is None else n_steps
+        counts = np.zeros(self.cfg.network.n_neurons, np.int64)
+        self._run(n_steps, np.ascontiguousarray(ptr, np.int32), np.ascontiguousarray(idx, np.int32),
+                  learning, counts)
+        return counts
+
+    def rest(self, learning: bool) -> None:
+        n = self.cfg.protocol.rest_steps
+        if n > 0:
+            self._run(n, self._no_input(n), self._empty_idx, learning,
+                      np.zeros(self.cfg.network.n_neurons, np.int64))
+
+    _empty_idx = np.zeros(0, np.int32)
+
+    def _no_input(self, n):
+        cache = getattr(self, "_zero_ptr", None)
+        if cache is None or len(cache) < n + 1:
+            cache = self._zero_ptr = np.zeros(n + 1, np.int32)
+        return cache
+
+    def normalize(self) -> None:
+        if self.cfg.network.norm_total is not None:
+            normalize_columns_inplace(self.W, self.cfg.network.norm_total)
+
+    def present(self, images, learning: bool, keys) -> tuple[np.ndarray, np.ndarray]:
+        proto = self.cfg.protocol
+        images = np.asarray(images, dtype=np.float64).reshape(len(keys), -1)
+        counts = np.zeros((len(keys), self.cfg.network.n_neurons), np.int64)
+        attempts = np.zeros(len(keys), np.int64)
+        n_steps = proto.example_steps
+        for b, key in enumerate(keys):
+            intensity = proto.input_intensity
+            for attempt in range(proto.max_retries + 1):
+                if learning:
+                    self.normalize()
+                rates = images[b] * (proto.rate_hz_per_level * intensity)
+                ptr, idx = poisson_events(rates, n_steps, proto.dt_ms, attempt_seed(key, attempt))
+                c = self.run_events(ptr, idx, learning)
+                self.rest(learning)
+                attempts[b] = attempt + 1
+                if c.sum() >= proto.min_spikes or (not learning and not proto.retry_in_test):
+                    break
+                intensity += proto.intensity_step
+            counts[b] = c
+        return counts, attempts
+
+    def export_state(self) -> DiehlCookState:
+        return DiehlCookState(weights=self.W.copy(), theta=self.theta.copy(), delays=self.delays.copy())

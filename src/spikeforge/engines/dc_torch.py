@@ -1,0 +1,174 @@
+"""Batched PyTorch engine for the Diehl & Cook network, on any device.
+
+Same model description, same schedule within a step and same delays as the compiled engine
+(``dc_numba``), written with dense tensors: B examples advance together. With B = 1 it computes the
+same sequential dynamics (the equivalence tests compare both on identical input spikes); with
+B > 1, theta increments and weight changes of all examples in a step are summed before clipping,
+which is a *batched* variant of the learning rule, not the published one. Inference (learning off)
+is exact at any batch size.
+
+Pre traces are kept per synapse and per example (``[B, n_in, N]``) and decayed every step while
+learning, so training memory is O(B * n_in * N): use the compiled engine for CPU training.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ..models.diehl_cook import DiehlCookConfig, DiehlCookState
+from ..neurons import conductance_lif as cl
+from .base import DCEngine, attempt_seed
+from .stdp_torch import post_update, pre_update
+
+
+class TorchDCEngine(DCEngine):
+    name = "torch"
+
+    def __init__(self, cfg: DiehlCookConfig, state: DiehlCookState, seed: int = 0, device=None,
+                 dtype: torch.dtype = torch.float64):
+        super().__init__(cfg, state, seed)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.dtype = dtype
+        kw = dict(device=self.device, dtype=dtype)
+        self.W = torch.as_tensor(np.asarray(state.weights), **kw).clone()
+        self.theta = torch.as_tensor(np.asarray(state.theta), **kw).clone()
+        self.delays_np = np.asarray(state.delays, dtype=np.int32)
+        self.D = torch.as_tensor(self.delays_np, dtype=torch.long, device=self.device)
+        self.hist_len = int(self.delays_np.max(initial=0)) + 1
+        self.fe = cl.decay_factors(cfg.exc, cfg.protocol.dt_ms)
+        self.fi = cl.decay_factors(cfg.inh, cfg.protocol.dt_ms)
+        dt, sp = cfg.protocol.dt_ms, cfg.stdp
+        self.f_pre, self.f_post1, self.f_post2 = (math.exp(-dt / tau) for tau in
+                                                  (sp.tau_pre_ms, sp.tau_post1_ms, sp.tau_post2_ms))
+        self._input_index = torch.arange(cfg.network.n_input, device=self.device)[:, None]
+        self.batch = 0
+
+    # ------------------------------------------------------------------ state
+    def reset_dynamics(self, batch: int) -> None:
+        cfg, kw = self.cfg, dict(device=self.device, dtype=self.dtype)
+        n_in, n = cfg.network.n_input, cfg.network.n_neurons
+        self.batch = batch
+        e = cl.initial_state(cfg.exc, (batch, n), dtype=self.dtype, device=self.device)
+        self.exc = e._replace(theta=None)
+        self.inh = cl.initial_state(cfg.inh, (batch, n), dtype=self.dtype, device=self.device)
+        self.hist = torch.zeros((batch, self.hist_len, n_in), **kw)
+        self.x_pre = torch.zeros((batch, n_in, n), **kw)
+        self.x_post1 = torch.zeros((batch, n), **kw)
+        self.x_post2 = torch.zeros((batch, n), **kw)
+        self.t = 0
+
+    def _ensure(self, batch: int) -> None:
+        if self.batch != batch:
+            self.reset_dynamics(batch)
+
+    # ------------------------------------------------------------------ one step
+    def _step(self, s_in: torch.Tensor, learning: bool) -> torch.Tensor:
+        cfg, sp = self.cfg, self.cfg.stdp
+        t = self.t
+        theta = self.theta * self.fe.theta if (learning and cfg.exc.adaptive) else self.theta
+        exc_in = self.exc._replace(theta=theta.expand_as(self.exc.v))
+        new_e, spk_e = cl.step(exc_in, cfg.exc, self.fe, learning=False)
+        self.exc = new_e._replace(theta=None)
+        if learning and cfg.exc.adaptive:
+            theta = theta + cfg.exc.theta_plus_mv * spk_e.sum(0).to(self.dtype)
+        self.theta = theta
+        self.inh, spk_i = cl.step(self.inh, cfg.inh, self.fi, learning=False)
+        se = spk_e.to(self.dtype)
+
+        # input spikes enter the delay history; arrivals of spikes emitted D[i, j] steps ago
+        self.hist[:, t % self.hist_len] = s_in
+        if self.hist_len == 1:
+            arrived = s_in[:, :, None].expand(-1, -1, self.W.shape[1])
+        else:
+            arrived = self.hist[:, (t - self.D) % self.hist_len, self._input_index]
+        ge_e = self.exc.ge + torch.einsum("bij,ij->bj", arrived, self.W)
+        if learning:
+            self.x_pre.mul_(self.f_pre)
+            self.x_post1.mul_(self.f_post1)
+            self.x_post2.mul_(self.f_post2)
+            if sp.trace_mode == "set":
+                self.x_pre = torch.where(arrived > 0, torch.ones_like(self.x_pre), self.x_pre)
+            else:
+                self.x_pre = self.x_pre + arrived
+            self.W = (self.W + pre_update(sp, self.W, arrived, self.x_post1, self.x_post2)).clamp_(sp.w_min, sp.w_max)
+            self.W = (self.W + post_update(sp, self.W, self.x_pre, se, self.x_post2)).clamp_(sp.w_min, sp.w_max)
+            if sp.trace_mode == "set":
+                self.x_post1 = torch.where(spk_e, torch.ones_like(se), self.x_post1)
+                self.x_post2 = torch.where(spk_e, torch.ones_like(se), self.x_post2)
+            else:
+                self.x_post1 = self.x_post1 + se
+                self.x_post2 = self.x_post2 + se
+        si = spk_i.to(self.dtype)
+        inh_total = si.sum(1, keepdim=True)
+        self.exc = self.exc._replace(ge=ge_e, gi=self.exc.gi + cfg.network.w_ie * (inh_total - si))
+        self.inh = self.inh._replace(ge=self.inh.ge + cfg.network.w_ei * se)
+        self.t += 1
+        return spk_e
+
+    # ------------------------------------------------------------------ phases
+    def run_raster(self, raster: torch.Tensor, learning: bool, active: torch.Tensor | None = None) -> torch.Tensor:
+        """Run ``raster [T, B, n_in]`` (bool or 0/1); returns excitatory spike counts ``[B, N]``."""
+        raster = torch.as_tensor(raster, device=self.device)
+        if raster.dim() == 2:
+            raster = raster[:, None, :]
+        self._ensure(raster.shape[1])
+        counts = torch.zeros((raster.shape[1], self.cfg.network.n_neurons), dtype=torch.long, device=self.device)
+        for s in range(raster.shape[0]):
+            counts += self._step(raster[s].to(self.dtype), learning).long()
+        return counts
+
+    def run_events(self, ptr, idx, learning: bool) -> np.ndarray:
+        """Single-example phase from CSR events (the compiled engine's input form)."""
+        from ..encoding.poisson import events_to_raster
+        raster = events_to_raster(np.asarray(ptr), np.asarray(idx), self.cfg.network.n_input)
+        return self.run_raster(torch.from_numpy(raster), learning)[0].cpu().numpy()
+
+    def rest(self, learning: bool) -> None:
+        zeros = torch.zeros((self.batch, self.cfg.network.n_input), device=self.device, dtype=self.dtype)
+        for _ in range(self.cfg.protocol.rest_steps):
+            self._step(zeros, learning)
+
+    def normalize(self) -> None:
+        total = self.cfg.network.norm_total
+        if total is not None:
+            sums = self.W.sum(0, keepdim=True)
+            self.W = torch.where(sums > 0, self.W * (total / sums.clamp_min(1e-300)), self.W)
+
+    def present(self, images, learning: bool, keys) -> tuple[np.ndarray, np.ndarray]:
+        proto = self.cfg.protocol
+        b = len(keys)
+        self._ensure(b)
+        pixels = torch.as_tensor(np.asarray(images, dtype=np.float64).reshape(b, -1), device=self.device, dtype=self.dtype)
+        counts = torch.zeros((b, self.cfg.network.n_neurons), dtype=torch.long, device=self.device)
+        attempts = np.zeros(b, np.int64)
+        pending = torch.ones(b, dtype=torch.bool, device=self.device)
+        intensity = torch.full((b,), proto.input_intensity, device=self.device, dtype=self.dtype)
+        gen = torch.Generator(device=self.device)
+        for attempt in range(proto.max_retries + 1):
+            if learning:
+                self.normalize()
+            gen.manual_seed(attempt_seed(int(keys[0]), attempt))
+            rates = pixels * (proto.rate_hz_per_level * intensity)[:, None] * pending[:, None]
+            p = (rates * (proto.dt_ms * 1e-3)).clamp(0, 1)
+            c = torch.zeros_like(counts)
+            for _ in range(proto.example_steps):
+                s = (torch.rand(p.shape, generator=gen, device=self.device, dtype=self.dtype) < p).to(self.dtype)
+                c += self._step(s, learning).long()
+            self.rest(learning)
+            counts = torch.where(pending[:, None], c, counts)
+            attempts += pending.cpu().numpy()
+            if not learning and not proto.retry_in_test:
+                break
+            pending = pending & (c.sum(1) < proto.min_spikes)
+            if not bool(pending.any()):
+                break
+            intensity = intensity + proto.intensity_step * pending
+        return counts.cpu().numpy(), attempts
+
+    def export_state(self) -> DiehlCookState:
+        return DiehlCookState(weights=self.W.detach().cpu().numpy().copy(),
+                              theta=self.theta.detach().cpu().numpy().copy(),
+                              delays=self.delays_np.copy())

@@ -1,0 +1,28 @@
+"""Tensor forms of the STDP update formulas in ``stdp_kernels`` for the PyTorch engine.
+
+Each returns the weight change for a batch; the engine sums it over the batch (batched STDP is a
+different learning rule from sequential STDP whenever B > 1: the updates of all examples of a step
+are added before clipping) and clips to [w_min, w_max].
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..plasticity.stdp import STDPParams
+
+
+def pre_update(p: STDPParams, w: torch.Tensor, arrived: torch.Tensor, x_post1: torch.Tensor,
+               x_post2: torch.Tensor) -> torch.Tensor:
+    """``dW [n_in, N]`` for spikes ``arrived [B, n_in, N]`` given post traces ``[B, N]``."""
+    if p.kind == "triplet":
+        return (p.pre_sign * p.nu_pre) * torch.einsum("bij,bj->ij", arrived, x_post1)
+    raise NotImplementedError(p.kind)
+
+
+def post_update(p: STDPParams, w: torch.Tensor, x_pre: torch.Tensor, post_spikes: torch.Tensor,
+                x_post2_before: torch.Tensor) -> torch.Tensor:
+    """``dW [n_in, N]`` for post spikes ``[B, N]`` given pre traces ``[B, n_in, N]``."""
+    if p.kind == "triplet":
+        return p.nu_post * torch.einsum("bij,bj->ij", x_pre, post_spikes * x_post2_before)
+    raise NotImplementedError(p.kind)
