@@ -1,0 +1,114 @@
+"""The Diehl & Cook triplet rule on hand-built spike patterns, and weight normalisation."""
+
+import math
+
+import numpy as np
+import pytest
+
+from spikeforge.encoding import raster_to_events
+from spikeforge.engines import make_engine
+from spikeforge.models.diehl_cook import DiehlCookConfig, DiehlCookState, normalize_columns
+
+DT = 0.5
+
+
+def _engine(name, w0, trace_mode="set", pre_sign=-1):
+    # one input, one excitatory neuron whose threshold lies below rest: it fires at steps
+    # 0, 10, 20, ... (5 ms spike block), so post spike times are known; inhibition is off
+    cfg = DiehlCookConfig.from_dict({
+        "network": {"n_input": 1, "n_neurons": 1, "w_ei": 0.0, "w_ie": 0.0, "input_delay_max_ms": 0.0},
+        "exc": {"adaptive": False, "v_thresh_mv": -70.0, "v_init_offset_mv": 0.0},
+        "stdp": {"trace_mode": trace_mode, "pre_sign": pre_sign},
+    })
+    state = DiehlCookState(weights=np.array([[w0]]), theta=np.zeros(1), delays=np.zeros((1, 1), np.int32))
+    eng = make_engine(name, cfg, state)
+    if name == "torch":
+        eng.reset_dynamics(1)
+    return cfg, eng
+
+
+def _run(eng, pre_steps, n_steps):
+    raster = np.zeros((n_steps, 1), bool)
+    raster[pre_steps, 0] = True
+    counts = eng.run_events(*raster_to_events(raster), learning=True)
+    return counts, eng.export_state().weights[0, 0]
+
+
+@pytest.mark.parametrize("engine", ["numba", "torch"])
+def test_one_pre_post_pair_and_one_triplet(engine):
+    cfg, eng = _engine(engine, 0.5)
+    sp = cfg.stdp
+    counts, w = _run(eng, [3], 15)  # post at 0 and 10, pre at 3
+    assert counts[0] == 2
+    expected = 0.5
+    # step 0: post spike, post2 before it is 0 -> no potentiation; post1 = post2 = 1
+    # step 3: pre spike: depression by the post1 trace, 3 steps after the post spike
+    expected -= sp.nu_pre * math.exp(-3 * DT / sp.tau_post1_ms)
+    # step 10: post spike: pre trace (7 steps old) times post2 just before (10 steps old): a triplet
+    expected += sp.nu_post * math.exp(-7 * DT / sp.tau_pre_ms) * math.exp(-10 * DT / sp.tau_post2_ms)
+    assert w == pytest.approx(expected, rel=0, abs=1e-14)
+
+
+def test_isolated_pair_gives_no_potentiation_without_earlier_post_spike():
+    cfg, eng = _engine("numba", 0.5)
+    # only the post spike at step 0 falls in 5 steps; the pre spike at 2 follows it: pure depression
+    _, w = _run(eng, [2], 5)
+    assert w == pytest.approx(0.5 - cfg.stdp.nu_pre * math.exp(-2 * DT / cfg.stdp.tau_post1_ms), abs=1e-15)
+
+
+def test_brian2_port_sign_flip_potentiates_on_pre():
+    cfg, eng = _engine("numba", 0.5, pre_sign=1)
+    _, w = _run(eng, [2], 5)
+    assert w > 0.5
+
+
+def test_weights_are_clipped_to_bounds():
+    cfg, eng = _engine("numba", 0.99995)
+    _, w = _run(eng, [9], 25)  # pre right before the post spike at 10: strong potentiation
+    assert w == cfg.stdp.w_max
+    cfg, eng = _engine("numba", 0.0)
+    _, w = _run(eng, [1, 2, 3], 5)
+    assert w == 0.0
+
+
+def test_add_mode_accumulates_traces():
+    cfg, eng = _engine("numba", 0.5, trace_mode="add")
+    _, w = _run(eng, [3, 5], 15)
+    sp = cfg.stdp
+    e = lambda k, tau: math.exp(-k * DT / tau)
+    expected = 0.5 - sp.nu_pre * e(3, sp.tau_post1_ms) - sp.nu_pre * e(5, sp.tau_post1_ms)
+    x_pre_at_10 = e(7, sp.tau_pre_ms) + e(5, sp.tau_pre_ms)
+    expected += sp.nu_post * x_pre_at_10 * e(10, sp.tau_post2_ms)
+    assert w == pytest.approx(expected, abs=1e-14)
+
+
+def test_delayed_arrival_sets_the_trace_at_arrival():
+    # a 4-step delay: the spike emitted at step 3 arrives at step 7; post at 10 sees a 3-step-old trace
+    cfg = DiehlCookConfig.from_dict({
+        "network": {"n_input": 1, "n_neurons": 1, "w_ei": 0.0, "w_ie": 0.0, "input_delay_max_ms": 10.0},
+        "exc": {"adaptive": False, "v_thresh_mv": -70.0, "v_init_offset_mv": 0.0},
+    })
+    state = DiehlCookState(weights=np.array([[0.5]]), theta=np.zeros(1), delays=np.array([[4]], np.int32))
+    sp = cfg.stdp
+    for name in ("numba", "torch"):
+        eng = make_engine(name, cfg, state)
+        _, w = _run(eng, [3], 15)
+        expected = (0.5 - sp.nu_pre * math.exp(-7 * DT / sp.tau_post1_ms)
+                    + sp.nu_post * math.exp(-3 * DT / sp.tau_pre_ms) * math.exp(-10 * DT / sp.tau_post2_ms))
+        assert w == pytest.approx(expected, abs=1e-14), name
+
+
+def test_normalize_columns_sums_and_leaves_zero_columns():
+    w = np.array([[1.0, 0.0, 2.0], [3.0, 0.0, 2.0]])
+    normalize_columns(w, 78.0)
+    np.testing.assert_allclose(w.sum(0), [78.0, 0.0, 78.0])
+    np.testing.assert_allclose(w[:, 0], [19.5, 58.5])
+
+
+def test_engine_normalizes_before_each_training_presentation():
+    cfg = DiehlCookConfig.from_dict({"network": {"n_input": 16, "n_neurons": 5, "norm_total": 3.0}})
+    from spikeforge.models.diehl_cook import init_state
+    eng = make_engine("numba", cfg, init_state(cfg, np.random.default_rng(0)))
+    eng.present(np.full((1, 16), 255, np.uint8), learning=True, keys=[7])
+    # normalised, then STDP changed it a little during the presentation
+    assert np.allclose(eng.W.sum(0), 3.0, atol=0.2)
