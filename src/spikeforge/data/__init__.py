@@ -1,1 +1,28 @@
-"""data"""
+"""Datasets: MNIST (IDX reader, loaders, an embedded subset, a verified downloader)."""
+
+from .mnist import (
+    DEFAULT_MIRRORS,
+    EMBEDDED_SIZES,
+    ENV_VAR,
+    MNIST_FILES,
+    MNIST_MD5,
+    DataError,
+    FileCheck,
+    check_mnist,
+    default_data_dir,
+    describe_source,
+    download_mnist,
+    file_md5,
+    find_mnist_file,
+    load_dataset,
+    load_embedded,
+    load_mnist,
+    read_idx,
+    write_idx,
+)
+
+__all__ = [
+    "DEFAULT_MIRRORS", "EMBEDDED_SIZES", "ENV_VAR", "MNIST_FILES", "MNIST_MD5", "DataError",
+    "FileCheck", "check_mnist", "default_data_dir", "describe_source", "download_mnist", "file_md5",
+    "find_mnist_file", "load_dataset", "load_embedded", "load_mnist", "read_idx", "write_idx",
+]

@@ -88,13 +88,13 @@ def atomic_writer(path: str | os.PathLike[str], mode: str = "wb",
             continue
     else:  # pragma: no cover
         raise OSError(f"could not create a temporary file next to {path}")
-    try:
+    os.close(fd)
+    try:  # reopened by name so that fh.name is the temporary path
         if mode == "w":
-            fh: IO[Any] = os.fdopen(fd, "w", encoding=encoding or "utf-8", newline="\n")
+            fh: IO[Any] = open(tmp, "w", encoding=encoding or "utf-8", newline="\n")
         else:
-            fh = os.fdopen(fd, "wb")
+            fh = open(tmp, "wb")
     except BaseException:
-        os.close(fd)
         tmp.unlink(missing_ok=True)
         raise
     try:
