@@ -112,3 +112,48 @@ def test_engine_normalizes_before_each_training_presentation():
     eng.present(np.full((1, 16), 255, np.uint8), learning=True, keys=[7])
     # normalised, then STDP changed it a little during the presentation
     assert np.allclose(eng.W.sum(0), 3.0, atol=0.2)
+
+
+def _rule_engine(name, kind, w0):
+    cfg = DiehlCookConfig.from_dict({
+        "network": {"n_input": 1, "n_neurons": 1, "w_ei": 0.0, "w_ie": 0.0, "input_delay_max_ms": 0.0},
+        "exc": {"adaptive": False, "v_thresh_mv": -70.0, "v_init_offset_mv": 0.0},
+        "stdp": {"kind": kind, "nu_pre": 0.01, "nu_post": 0.05},
+    })
+    state = DiehlCookState(weights=np.array([[w0]]), theta=np.zeros(1), delays=np.zeros((1, 1), np.int32))
+    return cfg, make_engine(name, cfg, state)
+
+
+@pytest.mark.parametrize("engine", ["numba", "torch"])
+@pytest.mark.parametrize("kind", ["postpre", "exponential", "presynaptic"])
+@pytest.mark.parametrize("w0", [0.2, 0.7])
+def test_other_diehl_cook_rules_on_a_pair_follow_their_equations(engine, kind, w0):
+    cfg, eng = _rule_engine(engine, kind, w0)
+    sp = cfg.stdp
+    _, w = _run(eng, [3], 15)  # post at 0 and 10, pre at 3
+    x_post1_at_3 = math.exp(-3 * DT / sp.tau_post1_ms)
+    x_pre_at_10 = math.exp(-7 * DT / sp.tau_pre_ms)
+    x_pre_at_0 = 0.0
+    expected = w0
+    # post spike at step 0 (no pre spike yet: x_pre = 0)
+    for x_pre in (x_pre_at_0, None):
+        if x_pre is None:
+            # pre spike at step 3
+            if kind == "postpre":
+                expected -= sp.nu_pre * x_post1_at_3 * expected ** sp.mu
+            x_pre = x_pre_at_10
+        if kind in ("postpre", "presynaptic"):
+            expected += sp.nu_post * (x_pre - sp.x_tar) * (sp.w_max - expected) ** sp.mu
+        else:
+            expected += sp.nu_post * (x_pre * math.exp(-sp.beta * expected)
+                                      - sp.x_tar * math.exp(-sp.beta * (sp.w_max - expected)))
+        expected = min(max(expected, sp.w_min), sp.w_max)
+    assert w == pytest.approx(expected, abs=1e-13)
+
+
+@pytest.mark.parametrize("kind", ["postpre", "presynaptic"])
+def test_power_law_dependence_is_a_soft_upper_bound(kind):
+    # many coincident pre/post pairings drive w towards w_max but the step shrinks as w grows
+    cfg, eng = _rule_engine("numba", kind, 0.5)
+    _, w = _run(eng, list(range(9, 400, 10)), 400)
+    assert 0.5 < w <= cfg.stdp.w_max

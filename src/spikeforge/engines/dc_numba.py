@@ -27,7 +27,52 @@ from ..encoding.poisson import poisson_events
 from ..models.diehl_cook import DiehlCookConfig, DiehlCookState
 from ..neurons.conductance_lif import ConductanceLIFParams, decay_factors
 from .base import DCEngine, attempt_seed
-from .stdp_kernels import on_post, on_pre
+
+# ---------------------------------------------------------------------------------------------
+# STDP rules: the weight-update formulas, dispatched on the rule code
+# (plasticity.stdp.RULE_CODES). A new rule is a new code there plus a branch in on_pre/on_post
+# here; the loop does not change. They live in this file on purpose: numba's on-disk cache is
+# keyed by the file of the cached function, so formulas inlined from another file would leave a
+# stale cache behind after an edit. ``prm`` is STDPParams.kernel_params():
+# [nu_pre, nu_post, pre_sign, w_min, w_max, x_tar, mu, beta].
+# Contract: on_pre must leave w unchanged when x_post1 is 0 (every Diehl & Cook rule's pre-spike
+# term is proportional to the post trace); the loop skips the call in that case.
+# ---------------------------------------------------------------------------------------------
+
+TRIPLET, POSTPRE, EXPONENTIAL, PRESYNAPTIC = 0, 1, 2, 3
+
+
+@njit(inline="always")
+def clip(w, w_min, w_max):
+    if w < w_min:
+        return w_min
+    if w > w_max:
+        return w_max
+    return w
+
+
+@njit(inline="always")
+def on_pre(code, prm, w, x_post1, x_post2):
+    """Weight after a presynaptic spike arrives; ``x_post*`` are the current post traces."""
+    if code == TRIPLET:
+        w = w + prm[2] * prm[0] * x_post1
+    elif code == POSTPRE:
+        w = w + prm[2] * prm[0] * x_post1 * w ** prm[6]
+    return clip(w, prm[3], prm[4])
+
+
+@njit(inline="always")
+def on_post(code, prm, w, x_pre, x_post2_before):
+    """Weight after a postsynaptic spike; ``x_pre`` is the synapse's current pre trace and
+    ``x_post2_before`` the slow post trace just before this spike."""
+    if code == TRIPLET:
+        w = w + prm[1] * x_pre * x_post2_before
+    elif code == POSTPRE or code == PRESYNAPTIC:
+        w = w + prm[1] * (x_pre - prm[5]) * (prm[4] - w) ** prm[6]
+    elif code == EXPONENTIAL:
+        w = w + prm[1] * (x_pre * np.exp(-prm[7] * w) - prm[5] * np.exp(-prm[7] * (prm[4] - w)))
+    return clip(w, prm[3], prm[4])
+
 
 # layout of the neuron parameter vector read by the kernel
 _NP = ("v_rest", "v_reset", "v_thresh_eff", "e_exc", "e_inh", "dt_over_tau", "f_ge", "f_gi",

@@ -1,4 +1,4 @@
-"""Tensor forms of the STDP update formulas in ``stdp_kernels`` for the PyTorch engine.
+"""Tensor forms of the STDP update formulas in ``dc_numba`` for the PyTorch engine.
 
 Each returns the weight change for a batch; the engine sums it over the batch (batched STDP is a
 different learning rule from sequential STDP whenever B > 1: the updates of all examples of a step
@@ -17,7 +17,9 @@ def pre_update(p: STDPParams, w: torch.Tensor, arrived: torch.Tensor, x_post1: t
     """``dW [n_in, N]`` for spikes ``arrived [B, n_in, N]`` given post traces ``[B, N]``."""
     if p.kind == "triplet":
         return (p.pre_sign * p.nu_pre) * torch.einsum("bij,bj->ij", arrived, x_post1)
-    raise NotImplementedError(p.kind)
+    if p.kind == "postpre":
+        return (p.pre_sign * p.nu_pre) * torch.einsum("bij,bj->ij", arrived, x_post1) * w ** p.mu
+    return torch.zeros_like(w)
 
 
 def post_update(p: STDPParams, w: torch.Tensor, x_pre: torch.Tensor, post_spikes: torch.Tensor,
@@ -25,4 +27,10 @@ def post_update(p: STDPParams, w: torch.Tensor, x_pre: torch.Tensor, post_spikes
     """``dW [n_in, N]`` for post spikes ``[B, N]`` given pre traces ``[B, n_in, N]``."""
     if p.kind == "triplet":
         return p.nu_post * torch.einsum("bij,bj->ij", x_pre, post_spikes * x_post2_before)
+    if p.kind in ("postpre", "presynaptic"):
+        return p.nu_post * torch.einsum("bij,bj->ij", x_pre - p.x_tar, post_spikes) * (p.w_max - w) ** p.mu
+    if p.kind == "exponential":
+        pot = torch.einsum("bij,bj->ij", x_pre, post_spikes) * torch.exp(-p.beta * w)
+        dep = post_spikes.sum(0)[None, :] * p.x_tar * torch.exp(-p.beta * (p.w_max - w))
+        return p.nu_post * (pot - dep)
     raise NotImplementedError(p.kind)

@@ -12,11 +12,29 @@ Weight updates (``w`` clipped to [w_min, w_max] after each update):
     pre spike:  w <- w + pre_sign * nu_pre * x_post1          (pre_sign = -1: depression)
     post spike: w <- w + nu_post * x_pre * x_post2(t-)        (x_post2 just before this spike)
 
+``postpre`` (pre-and-post STDP with power-law weight dependence; paper §2.3, reference §1.2)
+    pre spike:  w <- w - nu_pre * x_post1 * w**mu
+    post spike: w <- w + nu_post * (x_pre - x_tar) * (w_max - w)**mu
+
+``exponential`` (exponential weight dependence)
+    post spike: w <- w + nu_post * (x_pre * exp(-beta * w) - x_tar * exp(-beta * (w_max - w)))
+
+``presynaptic`` (presynaptic trace with target x_tar and power-law weight dependence, the rule
+the paper presents first)
+    post spike: w <- w + nu_post * (x_pre - x_tar) * (w_max - w)**mu
+
+Only ``triplet`` is in the released code; for the other three the paper's parameter values could not
+be checked (reference §1.2). Our defaults: ``mu = 0.2`` and ``x_tar = 0.4`` are the values of the
+unused ``exp_ee_pre/exp_ee_post = 0.2`` and ``STDP_offset = 0.4`` of the released code, which look
+like leftovers of these rules; ``beta = 3`` is our choice. ``x_tar`` is "the target value of the
+presynaptic trace at the moment of a postsynaptic spike": inputs whose trace is below it are
+depressed.
+
 The Brian 2 ports flipped the sign of the pre-spike term (zxzhijia/Brian2STDPMNIST#15); it is
 available as ``pre_sign=+1`` for comparison, never the default.
 
 Rules are identified by ``kind``; the compiled engine dispatches on :data:`RULE_CODES`, so a new rule
-is a new code plus its two update formulas in ``engines/stdp_kernels.py``, not a new loop.
+is a new code plus its two update formulas in ``engines/dc_numba.py``, not a new loop.
 """
 
 from __future__ import annotations
@@ -28,14 +46,14 @@ from pydantic import Field
 
 from ..config import Params
 
-RULE_CODES = {"triplet": 0}
+RULE_CODES = {"triplet": 0, "postpre": 1, "exponential": 2, "presynaptic": 3}
 
 
 class STDPParams(Params):
     """STDP on the input-to-excitatory weights. Defaults: Diehl & Cook (2015), original code
     l.331-338 (tc_pre 20 ms, tc_post1 20 ms, tc_post2 40 ms, nu_pre 1e-4, nu_post 1e-2, wmax 1)."""
 
-    kind: Literal["triplet"] = "triplet"
+    kind: Literal["triplet", "postpre", "exponential", "presynaptic"] = "triplet"
     tau_pre_ms: float = Field(20.0, gt=0)
     tau_post1_ms: float = Field(20.0, gt=0)
     tau_post2_ms: float = Field(40.0, gt=0)
@@ -45,6 +63,9 @@ class STDPParams(Params):
     w_min: float = 0.0
     w_max: float = Field(1.0, gt=0)
     trace_mode: Literal["set", "add"] = "set"
+    x_tar: float = Field(0.4, ge=0, description="target pre trace (postpre, exponential, presynaptic)")
+    mu: float = Field(0.2, ge=0, description="power-law weight dependence exponent")
+    beta: float = Field(3.0, ge=0, description="exponential weight dependence")
 
     @property
     def code(self) -> int:
@@ -53,4 +74,4 @@ class STDPParams(Params):
     def kernel_params(self) -> np.ndarray:
         """The rule's numbers in the fixed order the update formulas read them."""
         return np.array([self.nu_pre, self.nu_post, float(self.pre_sign), self.w_min, self.w_max,
-                         0.0, 0.0, 0.0], dtype=np.float64)
+                         self.x_tar, self.mu, self.beta], dtype=np.float64)
