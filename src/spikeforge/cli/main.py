@@ -14,6 +14,7 @@ from ..config import ConfigError
 COMMAND_MODULES = (
     "spikeforge.cli.diehl_cook",
     "spikeforge.cli.data",
+    "spikeforge.cli.tha",
 )
 
 
