@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "spikeforge.cli.diehl_cook",
     "spikeforge.cli.data",
     "spikeforge.cli.tha",
+    "spikeforge.cli.event_stdp",
 )
 
 
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, FileNotFoundError) as err:
+    except (ConfigError, FileNotFoundError, ValueError) as err:
         print(f"spikeforge: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,0 +1,457 @@
+"""Experiment: features learned from MNIST patches with event-based STDP, then evaluated.
+
+``spikeforge event-stdp run`` does, in a run directory ``out``:
+
+1. **Feature learning.** Random ``size x size`` patches (``patches.count`` per image, all-blank
+   ones skipped) of the first ``data.feature_images`` training images are rate coded and presented
+   to a winner-take-all LIF layer (:mod:`spikeforge.models.event_stdp`) that learns with
+   postsynaptic event-based STDP (Tavanaei et al. 2018). The weights after each epoch are saved to
+   ``out/features.*`` (safetensors + JSON); a killed run resumes from the last finished epoch.
+   Figure: ``features.png`` (the learned features as a grid).
+2. **Feature activity.** The frozen layer is applied convolutionally: every patch position of every
+   image (``stride`` apart) is presented, batched over all positions of many images at once, and
+   the spike counts per (position, feature) are summed over a ``pool_grid x pool_grid`` grid of
+   image regions (adaptive average pooling of the count map).
+3. **Reconstruction.** Each test patch is rebuilt as ``scale * counts @ W.T`` and overlapping
+   patches are averaged back into an image; ``scale`` is one least-squares number fitted on
+   ``reconstruction.fit_images`` training images. Reported: the mean squared error per pixel
+   (pixels in [0, 1]) over the test images, and the same for **random features** of the same count
+   (uniform random weights, each column rescaled to the sum of the learned column it replaces, same
+   thresholds, same scale fitting). Figure: ``reconstructions.png``.
+4. **Linear readout.** Softmax regression (PyTorch, Adam) on the standardised pooled activity of
+   the training images; accuracy on the test images.
+
+Outputs: ``results.json``, ``config.toml`` (the full resolved config), ``features.*`` and
+``checkpoint.*`` (features, thresholds and readout), the figures, and ``log.txt``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field, model_validator
+
+from .. import __version__
+from ..config import ConfigError, Params, apply_overrides, load_toml
+from ..encoding.patches import PatchParams, extract_patches, fold_patches, patch_grid_shape
+from ..models.event_stdp import (RateCodingParams, WTALayerParams, fit_reconstruction_scale,
+                                 init_thresholds, init_weights, reconstruct_patches, respond,
+                                 train_batch)
+from ..plasticity.event_stdp import EventSTDPParams
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "event_stdp.toml"
+SECTIONS = ("data", "patches", "coding", "layer", "event_stdp", "training", "readout",
+            "reconstruction")
+
+
+class DataParams(Params):
+    """Which images are used. ``data_dir`` None: ``$SPIKEFORGE_DATA``, else the embedded subset."""
+
+    data_dir: Optional[str] = None
+    train_limit: Optional[int] = Field(None, ge=1, description="first n training images (None: all)")
+    test_limit: Optional[int] = Field(None, ge=1, description="first n test images (None: all)")
+    feature_images: int = Field(10_000, ge=1, description="training images whose patches train "
+                                "the features (capped at the images loaded)")
+
+
+class TrainingParams(Params):
+    epochs: int = Field(1, ge=0, le=1000, description="passes over the feature-training images")
+    batch_size: int = Field(32, ge=1, le=65536, description="patches presented in parallel "
+                            "(STDP updates of a step summed over them; 1 = exact online rule)")
+    min_pixel_sum: float = Field(1.0, ge=0.0, description="skip patches whose pixel sum "
+                                 "(pixels in [0,1]) is below this (Tavanaei skips blank ones)")
+
+
+class ReadoutParams(Params):
+    pool_grid: int = Field(3, ge=1, le=64, description="activity pooled over pool_grid^2 regions")
+    epochs: int = Field(30, ge=1, le=10_000)
+    learning_rate: float = Field(2e-3, gt=0.0, le=1.0, description="Adam step size")
+    batch_size: int = Field(256, ge=1)
+    weight_decay: float = Field(0.0, ge=0.0)
+    deterministic_input: bool = Field(False, description="drive the frozen layer with expected "
+                                      "input rates instead of Bernoulli spikes")
+    chunk_patches: int = Field(131072, ge=1, description="patches simulated at once (memory bound)")
+
+
+class ReconstructionParams(Params):
+    fit_images: int = Field(1000, ge=1, description="training images used to fit the scale")
+    n_show: int = Field(10, ge=1, le=100, description="test images drawn in the figure")
+
+
+class EventSTDPExperimentParams(Params):
+    """The whole experiment config (``configs/event_stdp.toml``)."""
+
+    seed: int = Field(0, ge=0)
+    data: DataParams = Field(default_factory=DataParams)
+    patches: PatchParams = Field(default_factory=lambda: PatchParams(count=8))
+    coding: RateCodingParams = Field(default_factory=RateCodingParams)
+    layer: WTALayerParams = Field(default_factory=WTALayerParams)
+    event_stdp: EventSTDPParams = Field(default_factory=EventSTDPParams)
+    training: TrainingParams = Field(default_factory=TrainingParams)
+    readout: ReadoutParams = Field(default_factory=ReadoutParams)
+    reconstruction: ReconstructionParams = Field(default_factory=ReconstructionParams)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_inputs(cls, data: Any) -> Any:
+        # the layer's input count is the patch's pixel count: derived, never written twice
+        if isinstance(data, dict):
+            data = dict(data)
+            patches = data.get("patches", {})
+            size = patches.get("size_px", 7) if isinstance(patches, dict) else patches.size_px
+            layer = data.get("layer", {})
+            if isinstance(layer, dict):
+                layer = dict(layer)
+                if "n_inputs" in layer and layer["n_inputs"] != size * size:
+                    raise ValueError(f"layer.n_inputs = {layer['n_inputs']} must equal "
+                                     f"patches.size_px ** 2 = {size * size} (leave it out)")
+                layer["n_inputs"] = size * size
+                data["layer"] = layer
+        return data
+
+    @model_validator(mode="after")
+    def _window(self) -> "EventSTDPExperimentParams":
+        if self.event_stdp.window_steps >= self.coding.steps:
+            raise ValueError(f"event_stdp.window_steps = {self.event_stdp.window_steps} must be "
+                             f"shorter than the presentation (coding.steps = {self.coding.steps})")
+        if self.patches.count is None:
+            raise ValueError("patches.count (random training patches per image) must be set")
+        return self
+
+    def feature_key(self) -> dict[str, Any]:
+        """The part of the config that determines the learned features (for resuming)."""
+        d = self.to_dict()
+        return {k: d[k] for k in ("seed", "patches", "coding", "layer", "event_stdp", "training")} | {
+            "feature_images": self.data.feature_images, "data_dir": self.data.data_dir}
+
+
+def load_config(config_path: str | Path | None = None, overrides: list[str] | None = None,
+                fields: dict[str, Any] | None = None) -> EventSTDPExperimentParams:
+    """Defaults (``configs/event_stdp.toml``) <- a user TOML file <- ``section.key=value``
+    overrides <- command-line fields given as ``{"section.key": value}``."""
+    data = load_toml(DEFAULT_CONFIG)
+    if config_path:
+        user = load_toml(config_path)
+        unknown = set(user) - set(SECTIONS) - {"seed"}
+        if unknown:
+            raise ConfigError(f"unknown config section(s) {sorted(unknown)} in {config_path} "
+                              f"(allowed: seed, {', '.join(SECTIONS)})")
+        for key, value in user.items():
+            if isinstance(value, dict):
+                data.setdefault(key, {}).update(value)
+            else:
+                data[key] = value
+    extra = [f"{k}={_toml_value(v)}" for k, v in (fields or {}).items() if v is not None]
+    data = apply_overrides(data, list(overrides or []) + extra)
+    return EventSTDPExperimentParams.from_dict(data)
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    s = str(v).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{s}"'
+
+
+def to_toml(d: dict[str, Any], prefix: str = "") -> str:
+    """A nested dict of scalars as TOML text (``None`` values are left out)."""
+    lines = [f"{k} = {_toml_value(v)}" for k, v in d.items() if not isinstance(v, dict) and v is not None]
+    out = "\n".join(lines) + ("\n" if lines else "")
+    for k, v in d.items():
+        if isinstance(v, dict):
+            name = f"{prefix}{k}"
+            out += f"\n[{name}]\n" + to_toml(v, name + ".")
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# building blocks
+# ------------------------------------------------------------------------------------------------
+
+def learn_features(images: torch.Tensor, cfg: EventSTDPExperimentParams, generator: torch.Generator,
+                   w: torch.Tensor | None = None, thr: torch.Tensor | None = None,
+                   start_epoch: int = 0,
+                   on_epoch: Callable[[int, torch.Tensor, torch.Tensor, dict], None] | None = None,
+                   log: Callable[[str], None] = lambda s: None):
+    """Train the features on random patches of ``images`` ``[n, H, W]`` (float in [0, 1]).
+
+    Returns ``(w [n_in, N], thr [1, N], history)``; ``on_epoch(epoch, w, thr, stats)`` is called
+    after every epoch (used for checkpoints)."""
+    if w is None:
+        w = init_weights(cfg.layer, generator)
+        thr = init_thresholds(cfg.layer)
+    history: list[dict[str, float]] = []
+    p, tr = cfg.patches, cfg.training
+    chunk_images = max(1, 8192 // p.count)
+    for epoch in range(start_epoch, tr.epochs):
+        order = torch.randperm(images.shape[0], generator=generator)
+        n_patches = n_spikes = 0
+        t0 = time.perf_counter()
+        for lo in range(0, images.shape[0], chunk_images):
+            batch_imgs = images[order[lo:lo + chunk_images]]
+            pt = extract_patches(batch_imgs, p.size_px, p.stride_px, p.count, generator)
+            pt = pt.reshape(-1, pt.shape[-1])
+            pt = pt[pt.sum(dim=1) >= max(tr.min_pixel_sum, 1e-12)]
+            pt = pt[torch.randperm(pt.shape[0], generator=generator)]
+            for b in range(0, pt.shape[0], tr.batch_size):
+                w, thr, n = train_batch(w, thr, pt[b:b + tr.batch_size], cfg.layer, cfg.coding,
+                                        cfg.event_stdp, generator)
+                n_spikes += n
+            n_patches += pt.shape[0]
+        stats = {"epoch": epoch + 1, "patches": n_patches, "seconds": time.perf_counter() - t0,
+                 "spikes_per_patch": n_spikes / max(n_patches, 1),
+                 "threshold_mean": float(thr.mean()), "weight_mean": float(w.mean())}
+        history.append(stats)
+        log(f"epoch {epoch + 1}/{tr.epochs}: {n_patches} patches, "
+            f"{stats['spikes_per_patch']:.2f} spikes/patch, {stats['seconds']:.1f} s")
+        if on_epoch is not None:
+            on_epoch(epoch + 1, w, thr, stats)
+    return w, thr, history
+
+
+def feature_activity(images: torch.Tensor, w: torch.Tensor, thr: torch.Tensor,
+                     cfg: EventSTDPExperimentParams, generator: torch.Generator,
+                     keep_counts: int = 0):
+    """Pooled activity ``[n, N * g * g]`` of every image, computed in chunks of images; also the
+    raw counts ``[keep_counts, L, N]`` of the first ``keep_counts`` images (for reconstruction)."""
+    p = cfg.patches
+    gr, gc = patch_grid_shape(images.shape[1:], p.size_px, p.stride_px)
+    n_pos = gr * gc
+    n_feat = w.shape[1]
+    g = cfg.readout.pool_grid
+    chunk_imgs = max(1, cfg.readout.chunk_patches // n_pos)
+    pooled = torch.empty((images.shape[0], n_feat * g * g), dtype=torch.float32)
+    kept = torch.empty((min(keep_counts, images.shape[0]), n_pos, n_feat), dtype=torch.float32)
+    for lo in range(0, images.shape[0], chunk_imgs):
+        x = images[lo:lo + chunk_imgs]
+        pt = extract_patches(x, p.size_px, p.stride_px).reshape(-1, p.size_px * p.size_px)
+        counts = respond(w, thr, pt, cfg.layer, cfg.coding, generator,
+                         chunk=cfg.readout.chunk_patches,
+                         deterministic=cfg.readout.deterministic_input)
+        counts = counts.reshape(x.shape[0], gr, gc, n_feat)
+        if lo < kept.shape[0]:
+            hi = min(kept.shape[0], lo + x.shape[0])
+            kept[lo:hi] = counts[: hi - lo].reshape(hi - lo, n_pos, n_feat)
+        maps = counts.permute(0, 3, 1, 2)
+        pooled[lo:lo + x.shape[0]] = F.adaptive_avg_pool2d(maps, (g, g)).reshape(x.shape[0], -1)
+    return pooled, kept
+
+
+def reconstruct_images(counts: torch.Tensor, w: torch.Tensor, scale: float,
+                       image_hw: tuple[int, int], size_px: int, stride_px: int) -> torch.Tensor:
+    """Images ``[n, H, W]`` rebuilt from per-position counts ``[n, L, N]`` (overlaps averaged)."""
+    return fold_patches(reconstruct_patches(counts, w, scale), image_hw, size_px, stride_px)
+
+
+def random_features_like(w: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Uniform random weights of ``w``'s shape, each column rescaled to the sum of ``w``'s column."""
+    r = torch.rand(w.shape, generator=generator)
+    return r * (w.sum(0, keepdim=True) / r.sum(0, keepdim=True).clamp_min(1e-12))
+
+
+def train_readout(x_train: torch.Tensor, y_train: torch.Tensor, p: ReadoutParams, seed: int,
+                  n_classes: int = 10):
+    """Softmax regression with Adam on standardised features. Returns ``(weight [C, D],
+    bias [C], mean [D], std [D], loss_history)``."""
+    mean = x_train.mean(0)
+    std = x_train.std(0).clamp_min(1e-6)
+    xs = (x_train - mean) / std
+    gen = torch.Generator().manual_seed(seed)
+    lin = torch.nn.Linear(xs.shape[1], n_classes)
+    with torch.no_grad():
+        lin.weight.zero_()
+        lin.bias.zero_()
+    opt = torch.optim.Adam(lin.parameters(), lr=p.learning_rate, weight_decay=p.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=p.epochs)
+    history = []
+    for _ in range(p.epochs):
+        order = torch.randperm(xs.shape[0], generator=gen)
+        total = 0.0
+        for b in range(0, xs.shape[0], p.batch_size):
+            idx = order[b:b + p.batch_size]
+            loss = F.cross_entropy(lin(xs[idx]), y_train[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss) * idx.shape[0]
+        sched.step()
+        history.append(total / xs.shape[0])
+    return lin.weight.detach().clone(), lin.bias.detach().clone(), mean, std, history
+
+
+def readout_predict(x: torch.Tensor, weight, bias, mean, std) -> torch.Tensor:
+    return (((x - mean) / std) @ weight.T + bias).argmax(dim=1)
+
+
+# ------------------------------------------------------------------------------------------------
+# the run
+# ------------------------------------------------------------------------------------------------
+
+def run(cfg: EventSTDPExperimentParams, out: str | Path, *, quiet: bool = False,
+        threads: int | None = None) -> dict[str, Any]:
+    """Run the whole experiment in ``out``; returns the results (also in ``out/results.json``)."""
+    from ..data.mnist import describe_source, load_dataset
+    from ..io.checkpoint import (atomic_write_json, atomic_write_text, checkpoint_exists,
+                                 load_checkpoint, save_checkpoint)
+    from ..plotting.figures import plot_curves, plot_weight_grid
+    from ..plotting.reconstruction import plot_reconstructions
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if threads:
+        torch.set_num_threads(threads)
+    log_lines: list[str] = []
+
+    def log(msg: str) -> None:
+        log_lines.append(msg)
+        if not quiet:
+            print(msg, flush=True)
+
+    atomic_write_text(out / "config.toml", to_toml(cfg.to_dict()))
+    t_start = time.perf_counter()
+    d = cfg.data
+    tr_imgs, tr_lbls = load_dataset(d.data_dir, "train", d.train_limit)
+    te_imgs, te_lbls = load_dataset(d.data_dir, "test", d.test_limit)
+    source = describe_source(d.data_dir)
+    log(f"data: {source}: {len(tr_imgs)} train / {len(te_imgs)} test images")
+    x_tr = torch.from_numpy(np.asarray(tr_imgs, dtype=np.float32) / 255.0)
+    x_te = torch.from_numpy(np.asarray(te_imgs, dtype=np.float32) / 255.0)
+    y_tr = torch.from_numpy(np.asarray(tr_lbls, dtype=np.int64))
+    y_te = torch.from_numpy(np.asarray(te_lbls, dtype=np.int64))
+    image_hw = tuple(x_tr.shape[1:])
+    p = cfg.patches
+    patch_grid_shape(image_hw, p.size_px, p.stride_px)  # clear error for a patch larger than images
+
+    # ---- 1. features -------------------------------------------------------------------------
+    gen = torch.Generator().manual_seed(cfg.seed)
+    n_feat_imgs = min(d.feature_images, x_tr.shape[0])
+    key = cfg.feature_key()
+    w = thr = None
+    start_epoch = 0
+    history: list[dict] = []
+    train_seconds = 0.0
+    fck = out / "features"
+    if checkpoint_exists(fck):
+        arrays, meta = load_checkpoint(fck)
+        if meta.get("feature_key") != key:
+            raise ConfigError(f"{out} holds features trained with another config; use another "
+                              f"--out or delete {fck}.safetensors/.json")
+        w = torch.from_numpy(arrays["weights"]).float()
+        thr = torch.from_numpy(arrays["thresholds"]).float()
+        gen.set_state(torch.from_numpy(arrays["generator_state"]).to(torch.uint8))
+        start_epoch = int(meta["epochs_done"])
+        history = list(meta.get("history", []))
+        train_seconds = float(meta.get("train_seconds", 0.0))
+        log(f"resuming: features of {start_epoch}/{cfg.training.epochs} epochs loaded from {fck}")
+
+    def save_features(epoch, w_, thr_, stats):
+        nonlocal train_seconds
+        train_seconds += stats["seconds"]
+        history.append(stats)
+        save_checkpoint(fck, {"weights": w_, "thresholds": thr_,
+                              "generator_state": gen.get_state()},
+                        {"feature_key": key, "epochs_done": epoch, "history": history,
+                         "train_seconds": train_seconds, "version": __version__})
+
+    w, thr, _ = learn_features(x_tr[:n_feat_imgs], cfg, gen, w, thr, start_epoch, save_features, log)
+    log(f"features: {w.shape[1]} of {p.size_px}x{p.size_px}, trained in {train_seconds:.1f} s")
+    figures = {"features": "features.png", "reconstructions": "reconstructions.png"}
+    plot_weight_grid(w, out / "features.png", (p.size_px, p.size_px), cmap="gray",
+                     title=f"{w.shape[1]} event-STDP features ({p.size_px}x{p.size_px})")
+    if history:
+        plot_curves({"spikes per patch": [h["spikes_per_patch"] for h in history]},
+                    out / "training.png", xlabel="epoch", ylabel="spikes per patch",
+                    title="feature training")
+        figures["training"] = "training.png"
+
+    # ---- 2. activity ---------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    fit_n = min(cfg.reconstruction.fit_images, x_tr.shape[0])
+    act_gen = torch.Generator().manual_seed(cfg.seed + 1)
+    a_tr, c_fit = feature_activity(x_tr, w, thr, cfg, act_gen, keep_counts=fit_n)
+    a_te, c_te = feature_activity(x_te, w, thr, cfg, act_gen, keep_counts=x_te.shape[0])
+    extract_seconds = time.perf_counter() - t0
+    n_patches = (x_tr.shape[0] + x_te.shape[0]) * c_te.shape[1]
+    log(f"activity of {n_patches} patches in {extract_seconds:.1f} s")
+
+    # ---- 3. reconstruction -----------------------------------------------------------------------
+    def patches_of(x):
+        return extract_patches(x, p.size_px, p.stride_px)
+
+    def recon_mse(w_, c_fit_, c_te_):
+        scale = fit_reconstruction_scale(c_fit_, w_, patches_of(x_tr[:fit_n]))
+        rec = reconstruct_images(c_te_, w_, scale, image_hw, p.size_px, p.stride_px)
+        return float(((rec - x_te) ** 2).mean()), scale, rec
+
+    mse, scale, rec = recon_mse(w, c_fit, c_te)
+    w_rand = random_features_like(w, torch.Generator().manual_seed(cfg.seed + 2))
+    _, c_fit_r = feature_activity(x_tr[:fit_n], w_rand, thr, cfg, act_gen, keep_counts=fit_n)
+    _, c_te_r = feature_activity(x_te, w_rand, thr, cfg, act_gen, keep_counts=x_te.shape[0])
+    mse_rand, scale_rand, rec_rand = recon_mse(w_rand, c_fit_r, c_te_r)
+    mse_zero = float((x_te ** 2).mean())
+    log(f"reconstruction MSE: learned {mse:.5f}, random {mse_rand:.5f} (all-zero image {mse_zero:.5f})")
+    k = min(cfg.reconstruction.n_show, x_te.shape[0])
+    plot_reconstructions(x_te[:k], [("learned", rec[:k]), ("random", rec_rand[:k])],
+                         out / "reconstructions.png",
+                         title=f"test images; MSE learned {mse:.4f}, random {mse_rand:.4f}")
+
+    # ---- 4. readout ------------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    weight, bias, mean, std, loss_hist = train_readout(a_tr, y_tr, cfg.readout, cfg.seed)
+    readout_seconds = time.perf_counter() - t0
+    acc_te = float((readout_predict(a_te, weight, bias, mean, std) == y_te).float().mean())
+    acc_tr = float((readout_predict(a_tr, weight, bias, mean, std) == y_tr).float().mean())
+    log(f"linear readout on {a_tr.shape[1]} pooled features: train {acc_tr:.4f}, "
+        f"test {acc_te:.4f} ({readout_seconds:.1f} s)")
+    plot_curves({"cross-entropy": loss_hist}, out / "readout.png", xlabel="epoch",
+                ylabel="training loss", title="linear readout")
+    figures["readout"] = "readout.png"
+
+    save_checkpoint(out / "checkpoint",
+                    {"weights": w, "thresholds": thr, "readout_weight": weight,
+                     "readout_bias": bias, "readout_mean": mean, "readout_std": std},
+                    {"config": cfg.to_dict(), "version": __version__})
+    results = {
+        "experiment": "event-stdp",
+        "version": __version__,
+        "data": source,
+        "n_train": int(x_tr.shape[0]),
+        "n_test": int(x_te.shape[0]),
+        "feature_images": n_feat_imgs,
+        "features": int(w.shape[1]),
+        "patch_size": p.size_px,
+        "stride": p.stride_px,
+        "inhibition": cfg.layer.inhibition,
+        "train_seconds": train_seconds,
+        "feature_training": history,
+        "activity_seconds": extract_seconds,
+        "readout_seconds": readout_seconds,
+        "total_seconds": time.perf_counter() - t_start,
+        "reconstruction_mse": mse,
+        "reconstruction_mse_random": mse_rand,
+        "reconstruction_mse_zero_image": mse_zero,
+        "reconstruction_scale": scale,
+        "reconstruction_scale_random": scale_rand,
+        "readout_dim": int(a_tr.shape[1]),
+        "accuracy": acc_te,
+        "train_accuracy": acc_tr,
+        "mean_spikes_per_test_patch": float(c_te.sum(-1).mean()),
+        "threads": torch.get_num_threads(),
+        "seed": cfg.seed,
+        "figures": figures,
+        "checkpoint": "checkpoint.safetensors",
+        "config": "config.toml",
+    }
+    atomic_write_json(out / "results.json", results)
+    atomic_write_text(out / "log.txt", "\n".join(log_lines) + "\n")
+    return results
