@@ -187,20 +187,24 @@ class MnistConfig(Params):
     train: TrainSection = TrainSection()
     anneal: AnnealSection = AnnealSection()
 
-    @model_validator(mode="after")
-    def _check(self):
-        if self.anneal.enabled:
-            self.anneal_params()  # raises on alpha / theta_final out of range
-        return self
+    @classmethod
+    def from_dict(cls, data=None, **overrides):
+        cfg = super().from_dict(data, **overrides)
+        if cfg.anneal.enabled:
+            cfg.anneal_params()  # raises ConfigError on alpha / theta_final out of range
+        return cfg
 
     def anneal_params(self) -> list[AnnealParams]:
         out = []
         for i, (t0, tf, a) in enumerate(zip(self.model.thresholds, self.anneal.theta_final,
                                             self.anneal.alpha)):
-            try:
-                out.append(AnnealParams.from_dict(theta_initial=t0, theta_final=tf, alpha=a))
-            except ConfigError as err:
-                raise ValueError(f"layer {i + 1} annealing schedule: {err}") from None
+            if not 0.0 < a <= 1.0:
+                raise ConfigError(f"anneal.alpha[{i}] = {a}: the annealing rate must be in (0, 1]")
+            if tf < t0:
+                raise ConfigError(f"anneal.theta_final[{i}] = {tf} is below the initial threshold "
+                                  f"model.thresholds[{i}] = {t0}: annealing only raises thresholds; "
+                                  "use theta_final >= the initial value, or --no-anneal")
+            out.append(AnnealParams(theta_initial=t0, theta_final=tf, alpha=a))
         return out
 
 
@@ -387,7 +391,7 @@ def _train_trial(cfg: MnistConfig, trial: int, tdir: Path, train, val, test, res
             st["train_s"] += time.time() - t0
             st["batch"] += 1
             st["global_step"] += 1
-            lv = float(loss)
+            lv = loss.item()
             if not math.isfinite(lv):
                 raise RuntimeError(f"loss became {lv} at step {st['global_step']}; lower train.lr")
             if st["global_step"] % cfg.run.log_every == 0 or st["batch"] == 1:
@@ -563,7 +567,7 @@ def run_spike_timing(cfg: SpikeTimingConfig, out_dir: str | os.PathLike | None =
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             out_spikes.append(int(s.sum()))
             hid_rates.append(float(h.mean()))
             thetas.append(float(net.lif2.threshold))

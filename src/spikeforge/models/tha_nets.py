@@ -34,11 +34,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 
 from ..config import ConfigError, Params
-from ..neurons.leaky import Leaky, LeakyParams, leaky_multistep, leaky_step
+from ..neurons.leaky import Leaky, LeakyParams, check_surrogate_name, leaky_multistep, leaky_step
 from ..synapses.binarized import BinaryConv2d, BinaryLinear, binarize
 
 
@@ -63,6 +63,11 @@ class THAMnistNetParams(Params):
     bn_momentum: float = Field(0.1, gt=0.0, le=1.0)
     bn_eps: float = Field(1e-5, gt=0.0)
     binarize: bool = True
+
+    @field_validator("surrogate")
+    @classmethod
+    def _known_surrogate(cls, v: str) -> str:
+        return check_surrogate_name(v)
 
 
 def _pooled_kernel(w: torch.Tensor) -> torch.Tensor:
@@ -238,6 +243,11 @@ class SpikeTimingNetParams(Params):
     surrogate: str = "fast_sigmoid"
     slope: float = Field(5.0, gt=0.0)
     binarize: bool = False
+
+    @field_validator("surrogate")
+    @classmethod
+    def _known_surrogate(cls, v: str) -> str:
+        return check_surrogate_name(v)
 
 
 class SpikeTimingNet(nn.Module):

@@ -42,13 +42,22 @@ from typing import Literal
 import numba
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ..config import ConfigError, Params
 from ..surrogate import Surrogate, get_surrogate, spike_fn
 
 ResetMode = Literal["subtract", "zero", "none"]
 _RESET_CODE = {"subtract": 0, "zero": 1, "none": 2}
+
+
+def check_surrogate_name(name: str) -> str:
+    """Validator helper: the name must be in the surrogate registry (raises ValueError)."""
+    try:
+        get_surrogate(name)
+    except ConfigError as err:
+        raise ValueError(str(err)) from None
+    return name
 
 
 class LeakyParams(Params):
@@ -65,6 +74,11 @@ class LeakyParams(Params):
     reset: ResetMode = "subtract"
     learn_beta: bool = False
     learn_threshold: bool = False
+
+    @field_validator("surrogate")
+    @classmethod
+    def _known_surrogate(cls, v: str) -> str:
+        return check_surrogate_name(v)
 
     def make_surrogate(self) -> Surrogate:
         return get_surrogate(self.surrogate, self.slope)

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from ..config import ConfigError, Params
 
@@ -33,13 +33,14 @@ class AnnealParams(Params):
     theta_final: float = Field(..., gt=0.0)
     alpha: float = Field(..., gt=0.0, le=1.0, description="relaxation rate per optimizer step, in (0, 1]")
 
-    @model_validator(mode="after")
-    def _final_not_below_initial(self):
-        if self.theta_final < self.theta_initial:
-            raise ValueError(f"theta_final = {self.theta_final} is below theta_initial = "
-                             f"{self.theta_initial}; annealing only raises thresholds "
-                             "(theta_final must be >= theta_initial)")
-        return self
+    @field_validator("theta_final")
+    @classmethod
+    def _final_not_below_initial(cls, v: float, info: ValidationInfo) -> float:
+        t0 = info.data.get("theta_initial")
+        if t0 is not None and v < t0:
+            raise ValueError(f"theta_final = {v} is below theta_initial = {t0}; annealing only "
+                             "raises thresholds (theta_final must be >= theta_initial)")
+        return v
 
     def theta_at(self, n: int | float) -> float:
         """Closed form after ``n`` steps."""

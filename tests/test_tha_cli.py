@@ -1,0 +1,76 @@
+"""The ``spikeforge tha`` commands on tiny settings (embedded MNIST subset, few steps)."""
+
+import json
+
+import pytest
+
+from spikeforge.cli.main import main
+
+
+def _tiny_mnist(out, *extra):
+    return main(["tha", "mnist", "--out", str(out), "--data-dir", "embedded", "--train-limit", "96",
+                 "--val-size", "32", "--test-limit", "40", "--num-steps", "3", "--batch-size", "32",
+                 "--quiet", "--set", "run.checkpoint_every=1", *extra])
+
+
+def test_mnist_tiny_run_writes_results_plots_and_resumes(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _tiny_mnist(out, "--epochs", "1") == 0
+    res = json.loads((out / "results.json").read_text())
+    t = res["trials"][0]
+    assert t["epochs_done"] == 1 and t["iterations"] == 2 and t["finished"]
+    assert res["binarize"] is True and res["anneal"] is True
+    for f in ("loss.png", "accuracy.png", "thresholds.png", "last.safetensors", "best.json"):
+        assert (out / "trial0" / f).is_file(), f
+    # annealed thresholds after 2 steps follow the closed form and are in the checkpoint
+    from spikeforge.experiments.tha import _load_ckpt
+    tensors, meta = _load_ckpt(out / "trial0" / "last")
+    theta1 = 15.983 - (15.983 - 11.666) * (1 - 0.024) ** 2
+    assert float(tensors["model.lif1.threshold"]) == pytest.approx(theta1, rel=1e-5)
+    capsys.readouterr()
+    # a second command with more epochs continues from the checkpoint
+    assert _tiny_mnist(out, "--epochs", "2") == 0
+    assert "resumed at epoch 1" in capsys.readouterr().out
+    t = json.loads((out / "results.json").read_text())["trials"][0]
+    assert t["epochs_done"] == 2 and t["iterations"] == 4
+
+
+def test_mnist_full_precision_no_anneal(tmp_path):
+    out = tmp_path / "fp"
+    assert _tiny_mnist(out, "--epochs", "1", "--no-binarize", "--no-anneal") == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["binarize"] is False and res["anneal"] is False
+    assert res["trials"][0]["final_thresholds"] == pytest.approx([11.666, 14.105, 0.6656], rel=1e-6)
+
+
+def test_resume_with_other_config_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _tiny_mnist(out, "--epochs", "1") == 0
+    assert _tiny_mnist(out, "--epochs", "1", "--set", "train.lr=0.001") == 2
+    assert "different configuration" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.surrogate=\"nope\"", "unknown surrogate gradient 'nope'"),
+    ("anneal.alpha=[0.1, 1.5, 0.1]", "anneal.alpha[1] = 1.5"),
+    ("anneal.theta_final=[1.0, 30.0, 4.0]", "below the initial threshold"),
+    ("train.lr=-1", "train.lr"),
+])
+def test_bad_config_values_are_clear_errors(tmp_path, capsys, override, message):
+    assert main(["tha", "mnist", "--out", str(tmp_path), "--set", override, "--show-config"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_spike_timing_tiny(tmp_path):
+    out = tmp_path / "st"
+    assert main(["tha", "spike-timing", "--out", str(out), "--iterations", "6", "--hidden", "30",
+                 "--quiet", "--set", "frame_every=2"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert set(res["cases"]) == {"full_precision_theta1", "binarized_theta1", "binarized_theta50",
+                                 "binarized_annealed_5_to_50"}
+    for name, r in res["cases"].items():
+        for f in ("loss.png", "membrane_final.png", "membrane_training.gif"):
+            assert (out / name / f).is_file()
+        assert r["final_loss"] >= 0
+    ann = res["cases"]["binarized_annealed_5_to_50"]
+    assert ann["final_threshold"] == pytest.approx(50 - 45 * 0.995 ** 6, rel=1e-5)
