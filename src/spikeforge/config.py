@@ -22,12 +22,23 @@ class ConfigError(ValueError):
     """A configuration value or file is invalid; the message names the field and the fix."""
 
 
+def _section_class(cls: type, path: tuple) -> type | None:
+    """The Params class of the nested section at ``path`` (None if it is not a section)."""
+    for part in path:
+        field = getattr(cls, "model_fields", {}).get(part)
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return None
+        cls = field.annotation
+    return cls
+
+
 def _format_validation_error(cls: type, err: ValidationError) -> str:
     lines = [f"invalid {cls.__name__} configuration:"]
     for e in err.errors():
         loc = ".".join(str(x) for x in e["loc"]) or "(root)"
         if e["type"] == "extra_forbidden":
-            allowed = ", ".join(sorted(cls.model_fields)) if loc.count(".") == 0 else "see the docs"
+            section = _section_class(cls, tuple(e["loc"][:-1]))
+            allowed = ", ".join(sorted(section.model_fields)) if section else "see the docs"
             lines.append(f"  unknown key '{loc}' (allowed keys: {allowed})")
         else:
             lines.append(f"  {loc} = {e.get('input')!r}: {e['msg']}")

@@ -40,14 +40,12 @@ def _common(p: argparse.ArgumentParser, stages: set[str]) -> None:
     p.add_argument("--device", help="torch device, e.g. cuda or cpu (torch engine)")
     p.add_argument("--batch-size", type=_positive_int, help="torch engine: examples per batch")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    if "train" in stages:
-        p.add_argument("--train-examples", type=_nonneg_int, help="training examples per epoch, from the start of the set")
-        p.add_argument("--epochs", type=_nonneg_int)
-        p.add_argument("--checkpoint-every", type=_positive_int)
-    if "assign" in stages:
-        p.add_argument("--label-examples", type=_positive_int, help="training examples used to assign labels")
-    if "test" in stages:
-        p.add_argument("--test-examples", type=_positive_int, help="test images to classify")
+    # every stage accepts every flag, so one command line can be reused for run/train/assign/test
+    p.add_argument("--train-examples", type=_nonneg_int, help="training examples per epoch, from the start of the set")
+    p.add_argument("--epochs", type=_nonneg_int)
+    p.add_argument("--checkpoint-every", type=_positive_int)
+    p.add_argument("--label-examples", type=_positive_int, help="training examples used to assign labels")
+    p.add_argument("--test-examples", type=_positive_int, help="test images to classify")
     if stages & {"run", "test"}:
         p.add_argument("--plot", action=argparse.BooleanOptionalAction, default=True,
                        help="draw weights, theta histogram and confusion matrix (default on)")

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..config import ConfigError, Params, apply_overrides, load_toml
 from ..engines import example_key, make_engine
-from ..evaluation.labels import accuracy, assign_labels, confusion_matrix, vote
+from ..evaluation.labels import ClassResponses, accuracy, assign_labels, confusion_matrix, vote
 from ..io.checkpoint import atomic_write_json, checkpoint_exists, load_checkpoint, save_checkpoint
 from ..models.diehl_cook import DiehlCookConfig, DiehlCookState, init_state
 
@@ -206,26 +206,34 @@ class Experiment:
         progress["running_accuracy"] = running_acc
         return progress
 
-    def _responses(self, split: str, n: int, stage: int) -> tuple[np.ndarray, np.ndarray, float, float]:
+    def _responses(self, split: str, n: int, stage: int, consume) -> tuple[np.ndarray, float, float]:
+        """Present ``n`` examples of ``split`` to the frozen network, handing each chunk's counts
+        to ``consume(counts, labels)``; memory stays bounded by the chunk size."""
         state, _, _ = self.load()
         engine = self._engine(state)
         images, labels = self._data(split, n)
-        counts = np.zeros((len(images), self.model.network.n_neurons), np.int64)
         attempts = 0
         t0 = time.perf_counter()
         with tqdm(total=len(images), unit="ex", desc=split if stage == STAGE_TEST else "assign",
                   disable=self.quiet, dynamic_ncols=True) as bar:
+            chunk: list[np.ndarray] = []
+            first = 0
             for b0, b1, c, a in self._present(engine, images, False, stage, 0, 0, len(images)):
-                counts[b0:b1] = c
+                chunk.append(c)
                 attempts += int(a.sum())
                 bar.update(b1 - b0)
-        return counts, labels, time.perf_counter() - t0, attempts / max(1, len(images))
+                if b1 - first >= 1024 or b1 == len(images):
+                    consume(np.concatenate(chunk), labels[first:b1])
+                    chunk, first = [], b1
+        return labels, time.perf_counter() - t0, attempts / max(1, len(images))
 
     def assign(self) -> dict[str, Any]:
-        counts, labels, seconds, mean_attempts = self._responses("train", self.run.label_examples, STAGE_LABEL)
-        assignments = assign_labels(counts, labels, 10)
-        save_checkpoint(self.out / "labels", {"assignments": assignments, "label_counts": counts,
-                                              "label_labels": labels}, {"label_examples": len(labels)})
+        responses = ClassResponses(self.model.network.n_neurons, 10)
+        labels, seconds, mean_attempts = self._responses("train", self.run.label_examples, STAGE_LABEL,
+                                                         responses.add)
+        assignments = responses.assignments()
+        save_checkpoint(self.out / "labels", {"assignments": assignments, "class_mean_counts": responses.means()},
+                        {"label_examples": len(labels)})
         info = {"label_examples": int(len(labels)), "label_seconds": seconds,
                 "unassigned_neurons": int((assignments < 0).sum()),
                 "label_mean_attempts": mean_attempts}
@@ -234,19 +242,30 @@ class Experiment:
         return info
 
     def test(self) -> dict[str, Any]:
+        self.load()  # the network must exist and match the config before anything else
+        if not checkpoint_exists(self.out / "labels"):
+            raise ConfigError(f"no label assignments in {self.out}: run `spikeforge diehl-cook assign "
+                              f"--out {self.out}` first")
         arrays, _ = load_checkpoint(self.out / "labels")
         assignments = arrays["assignments"]
         if assignments.shape[0] != self.model.network.n_neurons:
             raise ConfigError(f"labels in {self.out} are for {assignments.shape[0]} neurons, the network has "
                               f"{self.model.network.n_neurons}: run `spikeforge diehl-cook assign` again")
-        counts, labels, seconds, mean_attempts = self._responses("test", self.run.test_examples, STAGE_TEST)
-        pred = vote(counts, assignments, 10)
+        preds: list[np.ndarray] = []
+        spikes: list[np.ndarray] = []
+
+        def consume(counts, _labels):
+            preds.append(vote(counts, assignments, 10))
+            spikes.append(counts.sum(1))
+
+        labels, seconds, mean_attempts = self._responses("test", self.run.test_examples, STAGE_TEST, consume)
+        pred = np.concatenate(preds)
         acc = accuracy(labels, pred)
         cm = confusion_matrix(labels, pred, 10)
         self._log(f"test accuracy {acc:.4f} on {len(labels)} examples")
         return {"accuracy": acc, "test_examples": int(len(labels)), "test_seconds": seconds,
                 "test_mean_attempts": mean_attempts, "confusion_matrix": cm.tolist(),
-                "mean_test_spikes": float(counts.sum(1).mean())}
+                "mean_test_spikes": float(np.concatenate(spikes).mean())}
 
     # ----------------------------------------------------------------- results
     def results_path(self) -> Path:
