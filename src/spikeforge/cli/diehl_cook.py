@@ -39,6 +39,8 @@ def _common(p: argparse.ArgumentParser, stages: set[str]) -> None:
     p.add_argument("--engine", choices=("numba", "torch"), help="numba: compiled exact CPU engine (default); torch: batched, any device")
     p.add_argument("--device", help="torch device, e.g. cuda or cpu (torch engine)")
     p.add_argument("--batch-size", type=_positive_int, help="torch engine: examples per batch")
+    p.add_argument("--rule", choices=("triplet", "postpre", "exponential", "presynaptic"),
+                   help="STDP rule of the paper (default triplet, the released code's rule)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     # every stage accepts every flag, so one command line can be reused for run/train/assign/test
     p.add_argument("--train-examples", type=_nonneg_int, help="training examples per epoch, from the start of the set")
@@ -58,7 +60,8 @@ _FIELDS = ("neurons", "data_dir", "seed", "engine", "device", "batch_size", "tra
 def _experiment(args):
     from ..experiments.diehl_cook import Experiment
     fields = {k: getattr(args, k, None) for k in _FIELDS}
-    return Experiment.from_sources(args.out, args.config, args.set, fields, quiet=args.quiet)
+    overrides = list(args.set) + ([f'model.stdp.kind="{args.rule}"'] if args.rule else [])
+    return Experiment.from_sources(args.out, args.config, overrides, fields, quiet=args.quiet)
 
 
 def _cmd_run(args) -> int:

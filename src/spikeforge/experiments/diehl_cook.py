@@ -44,9 +44,9 @@ class RunParams(Params):
 
     neurons: int = Field(100, gt=0)
     epochs: int = Field(1, ge=0)
-    train_examples: int = Field(1000, ge=0, le=60000)
-    label_examples: int = Field(1000, ge=1, le=60000)
-    test_examples: int = Field(500, ge=1, le=10000)
+    train_examples: int = Field(3000, ge=0, le=60000)
+    label_examples: int = Field(3000, ge=1, le=60000)
+    test_examples: int = Field(1000, ge=1, le=10000)
     seed: int = Field(0, ge=0)
     engine: Literal["numba", "torch"] = "numba"
     device: str | None = None
