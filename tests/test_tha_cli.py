@@ -74,3 +74,33 @@ def test_spike_timing_tiny(tmp_path):
         assert r["final_loss"] >= 0
     ann = res["cases"]["binarized_annealed_5_to_50"]
     assert ann["final_threshold"] == pytest.approx(50 - 45 * 0.995 ** 6, rel=1e-5)
+
+
+def test_interrupted_run_resumes_mid_epoch_to_the_same_weights(tmp_path, monkeypatch):
+    import torch
+
+    from spikeforge.experiments.tha import _load_ckpt
+    from spikeforge.plasticity.threshold_annealing import ThresholdAnnealing
+
+    straight = tmp_path / "straight"
+    assert _tiny_mnist(straight, "--epochs", "1", "--train-limit", "128") == 0
+    original = ThresholdAnnealing.step
+    calls = {"n": 0}
+
+    def interrupting_step(self):
+        calls["n"] += 1
+        if calls["n"] == 3:  # during the third iteration, after the checkpoint of the second
+            raise KeyboardInterrupt
+        original(self)
+
+    monkeypatch.setattr(ThresholdAnnealing, "step", interrupting_step)
+    broken = tmp_path / "broken"
+    assert _tiny_mnist(broken, "--epochs", "1", "--train-limit", "128") == 130
+    monkeypatch.setattr(ThresholdAnnealing, "step", original)
+    assert _tiny_mnist(broken, "--epochs", "1", "--train-limit", "128") == 0
+    a, _ = _load_ckpt(straight / "trial0" / "last")
+    b, meta = _load_ckpt(broken / "trial0" / "last")
+    assert meta["state"]["global_step"] == 3
+    for k in a:
+        if k.startswith("model."):
+            assert torch.equal(a[k], b[k]), k
