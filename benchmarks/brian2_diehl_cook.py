@@ -82,7 +82,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def build(b2, n: int, n_input: int, init: dict | None, dt_ms: float):
+def build(b2, n: int, n_input: int, init: dict | None, dt_ms: float, generator: bool = False):
     """The Diehl & Cook network as a Brian2 Network; returns (net, handles)."""
     ms, mV, Hz = b2.ms, b2.mV, b2.Hz
     b2.defaultclock.dt = dt_ms * ms
@@ -108,7 +108,10 @@ def build(b2, n: int, n_input: int, init: dict | None, dt_ms: float):
                          refractory=2 * ms, method="euler", name="Ai")
     inh.v = (-60 - 40) * mV
 
-    inp = b2.PoissonGroup(n_input, rates=np.zeros(n_input) * Hz, name="X")
+    if generator:  # identical-input check: explicit spikes, set before every presentation
+        inp = b2.SpikeGeneratorGroup(n_input, np.zeros(0, int), np.zeros(0) * ms, name="X")
+    else:
+        inp = b2.PoissonGroup(n_input, rates=np.zeros(n_input) * Hz, name="X")
 
     stdp_model = """
     w : 1
@@ -179,6 +182,41 @@ def present(b2, net, h, image, example_ms, rest_ms, max_retries, min_spikes=5):
     return counts, attempt + 1
 
 
+def run_identical_input(b2, args) -> dict:
+    """Equivalence check: drive the network with given input spikes (no Poisson draws, no retry
+    rule) and return the excitatory spike counts of every example and the final weights' summary.
+
+    ``--events`` is an npz with ``steps``, ``inputs`` (concatenated over examples) and ``offsets``
+    (example k is ``[offsets[k], offsets[k+1])``), steps counted from the start of each 350 ms
+    presentation; ``--init`` gives the initial state."""
+    with np.load(args.events) as z:
+        steps, inputs, offsets = z["steps"], z["inputs"], z["offsets"]
+    with np.load(args.init) as z:
+        init = {k: z[k] for k in ("weights", "delays", "theta")}
+    n_input = init["weights"].shape[0]
+    net, h = build(b2, args.neurons, n_input, init, args.dt, generator=True)
+    dt = args.dt * b2.ms
+    counts_all = []
+    t0 = time.perf_counter()
+    for k in range(len(offsets) - 1):
+        normalize(h)
+        a, b = offsets[k], offsets[k + 1]
+        start = net.t
+        h["inp"].set_spikes(inputs[a:b], start + steps[a:b] * dt)
+        before = np.asarray(h["mon"].count[:]).copy()
+        net.run(args.example_ms * b2.ms)
+        counts_all.append((np.asarray(h["mon"].count[:]) - before).tolist())
+        h["inp"].set_spikes(np.zeros(0, int), np.zeros(0) * b2.ms)
+        net.run(args.rest_ms * b2.ms)
+    w = np.zeros_like(init["weights"])
+    w[np.asarray(h["xe"].i[:]), np.asarray(h["xe"].j[:])] = np.asarray(h["xe"].w[:])
+    return {"mode": "identical_input", "target": args.target, "n_neurons": args.neurons,
+            "examples": len(offsets) - 1, "seconds": time.perf_counter() - t0,
+            "counts": counts_all, "theta_mv": (np.asarray(h["exc"].theta_[:]) * 1e3).tolist(),
+            "weights_file": args.out + ".weights.npy" if args.out else None,
+            "_weights": w}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--neurons", type=int, default=400)
@@ -192,6 +230,9 @@ def main(argv=None):
     ap.add_argument("--rest-ms", type=float, default=150.0)
     ap.add_argument("--max-retries", type=int, default=30)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--events", default=None,
+                    help="identical-input check: npz of input spikes per example (needs --init); "
+                         "no Poisson draws, no retry rule, no timing")
     args = ap.parse_args(argv)
 
     t_import = time.perf_counter()
@@ -199,6 +240,18 @@ def main(argv=None):
     t_import = time.perf_counter() - t_import
     b2.prefs.codegen.target = args.target
     b2.seed(args.seed)
+
+    if args.events:
+        if not args.init:
+            raise SystemExit("--events needs --init")
+        res = run_identical_input(b2, args)
+        w = res.pop("_weights")
+        if args.out:
+            np.save(res["weights_file"], w)
+            with open(args.out, "w") as fh:
+                fh.write(json.dumps(res) + "\n")
+        print(json.dumps({k: v for k, v in res.items() if k != "counts"}))
+        return 0
 
     images = read_idx_images(find_images(args.mnist), args.examples + 1).astype(np.float64)
     init = None

@@ -167,6 +167,67 @@ def run_brian2(py: Path, target: str, args, init_path: Path, tag: str) -> dict:
     return res
 
 
+def identical_input_check(py: Path, args, cfg, state, images, init_path: Path) -> dict:
+    """Drive both simulators with the same input spikes (drawn once by spikeforge's Poisson
+    generator), retry rule off, STDP on, and compare excitatory spike counts example by example,
+    then the final weights and theta."""
+    from spikeforge.encoding.poisson import poisson_events
+    from spikeforge.engines import attempt_seed, example_key, make_engine
+
+    proto = cfg.protocol
+    k_ex = args.identical_input
+    steps, inputs, offsets = [], [], [0]
+    for k in range(k_ex):
+        rates = images[k].astype(np.float64) * (proto.rate_hz_per_level * proto.input_intensity)
+        ptr, idx = poisson_events(rates, proto.example_steps, proto.dt_ms,
+                                  attempt_seed(example_key(args.seed, 0, 0, k), 0))
+        steps.append(np.repeat(np.arange(proto.example_steps), np.diff(ptr)))
+        inputs.append(idx)
+        offsets.append(offsets[-1] + len(idx))
+    ev_path = OUT / f"events_N{args.neurons}_K{k_ex}.npz"
+    np.savez(ev_path, steps=np.concatenate(steps), inputs=np.concatenate(inputs), offsets=np.array(offsets))
+
+    eng = make_engine("numba", cfg, state, seed=args.seed)
+    sf_counts = []
+    for k in range(k_ex):
+        eng.normalize()
+        a, b = offsets[k], offsets[k + 1]
+        ptr = np.zeros(proto.example_steps + 1, np.int64)
+        np.add.at(ptr, steps[k] + 1, 1)
+        sf_counts.append(eng.run_events(np.cumsum(ptr), inputs[k], True))
+        eng.rest(True)
+    sf_counts = np.array(sf_counts)
+    sf_state = eng.export_state()
+
+    target = args.targets[0]
+    out = OUT / f"identical_input_{target}_N{args.neurons}_K{k_ex}.json"
+    cmd = [str(py), str(BRIAN2_SCRIPT), "--neurons", str(args.neurons), "--target", target,
+           "--init", str(init_path), "--events", str(ev_path), "--out", str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.stderr.write(r.stderr[-4000:])
+        raise RuntimeError("Brian2 identical-input run failed")
+    b2 = json.loads(out.read_text())
+    b2_counts = np.array(b2["counts"])
+    b2_w = np.load(b2["weights_file"])
+    same = np.all(b2_counts == sf_counts, axis=1)
+    first_diff = int(np.argmin(same)) if not same.all() else None
+    res = {
+        "examples": k_ex, "neurons": args.neurons, "brian2_target": target,
+        "input_spikes_per_example": float(np.mean(np.diff(offsets))),
+        "examples_with_identical_counts": int(same.sum()),
+        "first_example_that_differs": first_diff,
+        "brian2_mean_exc_spikes": float(b2_counts.sum(1).mean()),
+        "spikeforge_mean_exc_spikes": float(sf_counts.sum(1).mean()),
+        "brian2_spikes_per_example": b2_counts.sum(1).tolist(),
+        "spikeforge_spikes_per_example": sf_counts.sum(1).tolist(),
+        "final_weights_max_abs_diff": float(np.abs(b2_w - sf_state.weights).max()),
+        "final_weights_mean_abs_diff": float(np.abs(b2_w - sf_state.weights).mean()),
+        "final_theta_max_abs_diff_mv": float(np.abs(np.array(b2["theta_mv"]) - sf_state.theta).max()),
+    }
+    return res
+
+
 def med(runs, key):
     return statistics.median(r[key] for r in runs)
 
@@ -181,6 +242,9 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--venv", type=Path, default=VENV)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--identical-input", type=int, default=0, metavar="K",
+                    help="instead of timing: drive both simulators with the same input spikes for K "
+                         "examples (retry rule off, STDP on; first --targets entry) and compare spike counts")
     args = ap.parse_args(argv)
 
     from spikeforge.models.diehl_cook import DiehlCookConfig, init_state
@@ -188,11 +252,22 @@ def main(argv=None):
     OUT.mkdir(parents=True, exist_ok=True)
     version = ensure_brian2_venv(args.venv)
     py = venv_python(args.venv)
-    images = load_images(args.mnist, args.examples + 1)
+    images = load_images(args.mnist, max(args.examples + 1, args.identical_input))
     cfg = DiehlCookConfig.from_dict({"network": {"n_neurons": args.neurons}})
     state = init_state(cfg, np.random.default_rng(args.seed))
     init_path = OUT / f"init_N{args.neurons}_seed{args.seed}.npz"
     np.savez(init_path, weights=state.weights, delays=state.delays, theta=state.theta)
+    if args.identical_input:
+        res = identical_input_check(py, args, cfg, state, images, init_path)
+        out = args.out or OUT / f"identical_input_N{args.neurons}.json"
+        out.write_text(json.dumps(res, indent=1))
+        for k, v in res.items():
+            if not isinstance(v, list):
+                print(f"{k}: {v}")
+        print("spikes per example (Brian2):    ", res["brian2_spikes_per_example"])
+        print("spikes per example (spikeforge):", res["spikeforge_spikes_per_example"])
+        print(f"wrote {out}")
+        return 0
     mach = machine()
     print(f"machine: {mach['nproc']} CPUs, {mach['cpu']}; load average {mach['load_avg']}; {mach['date_utc']}")
     print(f"Brian2 {version} in {args.venv}; N = {args.neurons}, {args.examples} timed examples "
