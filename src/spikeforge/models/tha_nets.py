@@ -83,9 +83,12 @@ class _BNPerStep(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, y, weight, bias, eps):
-        var, mean = torch.var_mean(y, dim=1, unbiased=False, keepdim=True)
+        n = y.shape[1]
+        mean = y.mean(1, keepdim=True)
+        xhat = y - mean
+        var = torch.linalg.vector_norm(xhat, dim=1, keepdim=True).square_().div_(n)
         rstd = torch.rsqrt(var + eps)
-        xhat = (y - mean).mul_(rstd)
+        xhat.mul_(rstd)
         out = torch.addcmul(bias, xhat, weight)
         ctx.save_for_backward(xhat, rstd, weight)
         ctx.mark_non_differentiable(mean, var)

@@ -133,7 +133,7 @@ def _lif_forward(x, beta, theta, u0, reset, U, S):
 
 @numba.njit(cache=True, nogil=True)
 def _lif_backward(U, u0, beta, theta, reset, code, k, gS, has_gS, gU, has_gU,
-                  gx, gbeta, gtheta):
+                  gx, gbeta, gtheta, param_grads):
     # gbeta, gtheta: per-element [M] accumulators, reduced to the parameter shape by the caller
     T, M = U.shape
     static = gx.shape[0] == 1
@@ -153,7 +153,8 @@ def _lif_backward(U, u0, beta, theta, reset, code, k, gS, has_gS, gU, has_gU,
             if has_gS:
                 gs = gSt[m] * _sg(code, Ut[m] - th, k)
                 d += gs
-                gtheta[m] -= gs
+                if param_grads:
+                    gtheta[m] -= gs
             if static:
                 gxt[m] += d
             else:
@@ -162,14 +163,17 @@ def _lif_backward(U, u0, beta, theta, reset, code, k, gS, has_gS, gU, has_gU,
             fired = up > th
             if reset == 0:
                 carry[m] = d * b
-                gbeta[m] += d * up
-                gtheta[m] -= d if fired else 0.0
+                if param_grads:
+                    gbeta[m] += d * up
+                    gtheta[m] -= d if fired else 0.0
             elif reset == 1:
                 carry[m] = 0.0 if fired else d * b
-                gbeta[m] += 0.0 if fired else d * up
+                if param_grads:
+                    gbeta[m] += 0.0 if fired else d * up
             else:
                 carry[m] = d * b
-                gbeta[m] += d * up
+                if param_grads:
+                    gbeta[m] += d * up
     return carry
 
 
@@ -188,23 +192,27 @@ class _LeakyFused(torch.autograd.Function):
         ctx.static = x.shape[0] == 1
         ctx.reset = reset
         ctx.surrogate = surrogate
+        ctx.set_materialize_grads(False)  # an unused output gets no gradient array at all
         return S, U
 
     @staticmethod
     def backward(ctx, gS, gU):
         U, u0, bm, tm = ctx.saved_tensors
         T, M = U.shape
-        dummy = torch.zeros(1, M, dtype=U.dtype)
+        if gS is None and gU is None:
+            return None, None, None, None, None, None, None
+        dummy = torch.zeros(1, 1, dtype=U.dtype)
         gS_ = gS.contiguous() if gS is not None else dummy
         gU_ = gU.contiguous() if gU is not None else dummy
         gx = torch.zeros(1, M, dtype=U.dtype) if ctx.static else torch.empty(T, M, dtype=U.dtype)
-        gbeta = torch.zeros(M, dtype=U.dtype)
-        gtheta = torch.zeros(M, dtype=U.dtype)
+        param_grads = ctx.needs_input_grad[1] or ctx.needs_input_grad[2]
+        gbeta = torch.zeros(M if param_grads else 1, dtype=U.dtype)
+        gtheta = torch.zeros(M if param_grads else 1, dtype=U.dtype)
         sur = ctx.surrogate
         carry = _lif_backward(U.numpy(), u0.detach().numpy(), bm.numpy(), tm.numpy(),
                               _RESET_CODE[ctx.reset], sur.code, float(sur.slope), gS_.numpy(),
                               gS is not None, gU_.numpy(), gU is not None, gx.numpy(),
-                              gbeta.numpy(), gtheta.numpy())
+                              gbeta.numpy(), gtheta.numpy(), param_grads)
 
         def reduce(g, k):  # [M] -> [k], summed in float64
             return g.double().view(-1, k).sum(0).to(U.dtype)
