@@ -111,5 +111,5 @@ def test_torch_engine_runs_the_same_command(tmp_path):
     assert main(["diehl-cook", "run", "--out", str(out), "--engine", "torch", "--no-plot", "--neurons", "4",
                  "--train-examples", "4", "--label-examples", "6", "--test-examples", "6", "--batch-size", "3",
                  "--quiet", "--set", "model.protocol.example_ms=40", "--set", "model.protocol.rest_ms=10",
-                 "--set", "model.network.input_delay_max_ms=2"]) == 0
+                 "--set", "model.network.input_delay_max_ms=2", "--set", "model.protocol.min_spikes=1"]) == 0
     assert json.loads((out / "results.json").read_text())["engine"] == "torch"

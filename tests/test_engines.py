@@ -56,3 +56,14 @@ def test_engines_agree_in_inference_with_batches():
     for b, raster in enumerate(rasters):
         eng = make_engine("numba", cfg, state)
         np.testing.assert_array_equal(eng.run_events(*raster_to_events(raster), learning=False), batched[b])
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="no CUDA device")
+def test_torch_engine_on_cuda_matches_cpu():
+    cfg = _config(10.0)
+    state = init_state(cfg, np.random.default_rng(3))
+    raster = _raster(cfg.protocol.example_steps, 30, 150.0, cfg.protocol.dt_ms, seed=5)
+    cpu = make_engine("torch", cfg, state, device="cpu").run_raster(raster[:, None, :], learning=True)
+    gpu = make_engine("torch", cfg, state, device="cuda").run_raster(raster[:, None, :], learning=True)
+    np.testing.assert_array_equal(cpu.numpy(), gpu.cpu().numpy())

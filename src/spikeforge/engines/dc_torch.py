@@ -83,7 +83,10 @@ class TorchDCEngine(DCEngine):
         if self.hist_len == 1:
             arrived = s_in[:, :, None].expand(-1, -1, self.W.shape[1])
         else:
-            arrived = self.hist[:, (t - self.D) % self.hist_len, self._input_index]
+            # flat index of (slot, input) per synapse: one index_select instead of slow advanced indexing
+            lin = ((t - self.D) % self.hist_len) * self.W.shape[0] + self._input_index
+            arrived = self.hist.reshape(self.batch, -1).index_select(1, lin.reshape(-1)).view(
+                self.batch, *self.W.shape)
         ge_e = self.exc.ge + torch.einsum("bij,ij->bj", arrived, self.W)
         if learning:
             self.x_pre.mul_(self.f_pre)
