@@ -157,3 +157,16 @@ def test_power_law_dependence_is_a_soft_upper_bound(kind):
     cfg, eng = _rule_engine("numba", kind, 0.5)
     _, w = _run(eng, list(range(9, 400, 10)), 400)
     assert 0.5 < w <= cfg.stdp.w_max
+
+
+def test_projections_against_explicit_matrices():
+    import torch
+    from spikeforge.synapses.projections import all_but_self, dense, one_to_one
+    x = torch.tensor([[1.0, 0.0, 1.0, 1.0]])
+    hollow = 17.0 * (torch.ones(4, 4) - torch.eye(4))
+    torch.testing.assert_close(all_but_self(x, 17.0), x @ hollow)
+    torch.testing.assert_close(one_to_one(x, 10.4), x @ (10.4 * torch.eye(4)))
+    w = torch.arange(12.0).reshape(4, 3)
+    torch.testing.assert_close(dense(x, w), torch.tensor([[0 + 6 + 9.0, 1 + 7 + 10, 2 + 8 + 11]]))
+    with pytest.raises(ValueError, match="weights expect 5"):
+        dense(x, torch.ones(5, 2))

@@ -20,6 +20,7 @@ import torch
 
 from ..models.diehl_cook import DiehlCookConfig, DiehlCookState
 from ..neurons import conductance_lif as cl
+from ..synapses.projections import all_but_self, one_to_one
 from .base import DCEngine, attempt_seed
 from .stdp_torch import post_update, pre_update
 
@@ -105,9 +106,8 @@ class TorchDCEngine(DCEngine):
                 self.x_post1 = self.x_post1 + se
                 self.x_post2 = self.x_post2 + se
         si = spk_i.to(self.dtype)
-        inh_total = si.sum(1, keepdim=True)
-        self.exc = self.exc._replace(ge=ge_e, gi=self.exc.gi + cfg.network.w_ie * (inh_total - si))
-        self.inh = self.inh._replace(ge=self.inh.ge + cfg.network.w_ei * se)
+        self.exc = self.exc._replace(ge=ge_e, gi=self.exc.gi + all_but_self(si, cfg.network.w_ie))
+        self.inh = self.inh._replace(ge=self.inh.ge + one_to_one(se, cfg.network.w_ei))
         self.t += 1
         return spk_e
 

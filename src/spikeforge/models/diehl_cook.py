@@ -18,6 +18,7 @@ from pydantic import Field, model_validator
 from ..config import ConfigError, Params
 from ..neurons.conductance_lif import ConductanceLIFParams, inhibitory_defaults, steps
 from ..plasticity.stdp import STDPParams
+from ..synapses.projections import normalize_columns  # noqa: F401  (re-exported)
 
 
 class NetworkParams(Params):
@@ -113,11 +114,3 @@ def init_state(cfg: DiehlCookConfig, rng: np.random.Generator) -> DiehlCookState
         d = np.zeros(shape, dtype=np.int32)
     theta = np.full(net.n_neurons, cfg.exc.theta_init_mv if cfg.exc.adaptive else 0.0)
     return DiehlCookState(weights=w, theta=theta, delays=d)
-
-
-def normalize_columns(weights: np.ndarray, total: float) -> None:
-    """Scale each column (the inputs of one neuron) in place so that it sums to ``total``
-    (original ``normalize_weights``, l.97-105). A column of zeros is left unchanged."""
-    sums = weights.sum(axis=0)
-    factors = np.divide(total, sums, out=np.ones_like(sums), where=sums > 0)
-    weights *= factors[None, :]
