@@ -16,19 +16,22 @@ TINY = ["--neurons", "6", "--train-examples", "30", "--label-examples", "20", "-
 
 def test_run_writes_results_and_figures(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["diehl-cook", "run", "--out", str(out), *TINY]) == 0
+    assert main(["diehl-cook", "run", "--out", str(out), "--record-examples", "2", *TINY]) == 0
     res = json.loads((out / "results.json").read_text())
     for key in ("accuracy", "neurons", "train_examples_seen", "train_seconds", "train_examples_per_second",
                 "engine", "seed", "version"):
         assert key in res, key
     assert res["neurons"] == 6 and res["train_examples_seen"] == 30 and 0 <= res["accuracy"] <= 1
     assert res["test_examples"] == 10 and res["label_examples"] == 20
-    for name in ("weights.png", "theta.png", "confusion.png", "checkpoint.safetensors", "checkpoint.json",
+    for name in ("weights.png", "theta.png", "confusion.png", "test_raster.png", "test_spikes.safetensors", "checkpoint.safetensors", "checkpoint.json",
                  "labels.safetensors", "config.json"):
         assert (out / name).is_file(), name
     arrays, meta = load_checkpoint(out / "checkpoint")
     assert arrays["weights"].shape == (784, 6) and meta["model"]["network"]["n_neurons"] == 6
     assert '"accuracy"' in capsys.readouterr().out
+    spikes, meta = load_checkpoint(out / "test_spikes")
+    assert set(np.unique(spikes["example"])) <= {0, 1} and meta["examples"] == 2
+    assert spikes["neuron"].max(initial=0) < 6
 
 
 def test_stages_continue_training_and_retest(tmp_path):

@@ -48,13 +48,15 @@ def _common(p: argparse.ArgumentParser, stages: set[str]) -> None:
     p.add_argument("--checkpoint-every", type=_positive_int)
     p.add_argument("--label-examples", type=_positive_int, help="training examples used to assign labels")
     p.add_argument("--test-examples", type=_positive_int, help="test images to classify")
+    p.add_argument("--record-examples", type=_nonneg_int,
+                   help="record the excitatory spikes of this many test examples (test_spikes.safetensors, test_raster.png)")
     if stages & {"run", "test"}:
         p.add_argument("--plot", action=argparse.BooleanOptionalAction, default=True,
                        help="draw weights, theta histogram and confusion matrix (default on)")
 
 
 _FIELDS = ("neurons", "data_dir", "seed", "engine", "device", "batch_size", "train_examples", "epochs",
-           "checkpoint_every", "label_examples", "test_examples")
+           "checkpoint_every", "label_examples", "test_examples", "record_examples")
 
 
 def _experiment(args):

@@ -165,10 +165,13 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts,
               v_e, ge_e, gi_e, theta, since_e, v_i, ge_i, gi_i, since_i,
               W, D, grp_ptr, grp_nrn, hist_idx, hist_n,
               rule, rule_prm, trace_set, tab_pre, tab_post1, tab_post2,
-              ring_t, ring_x, ring_head, x_post1, x_post2, post_last, post1_now, spk_e, spk_i):
+              ring_t, ring_x, ring_head, x_post1, x_post2, post_last, post1_now, spk_e, spk_i,
+              rec_t, rec_j, rec_n):
     """Advance the network ``n_steps`` steps with input events ``(ev_ptr, ev_idx)`` (CSR by step;
     ``ev_ptr`` of length ``n_steps + 1``; all zeros for no input). Adds excitatory spike counts to
-    ``counts`` and returns the new global step counter.
+    ``counts`` and returns the new global step counter. Excitatory spikes are also written to the
+    recording buffers ``rec_t, rec_j`` (step, neuron) while ``rec_n[0]`` is below their length
+    (length 0: no recording).
 
     Pre traces live on the input side: each input keeps a ring of its recent spike times and the
     trace value just after each, long enough to cover the longest delay, so the trace a synapse
@@ -222,6 +225,10 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts,
         for q in range(n_e):
             j = spk_e[q]
             counts[j] += 1
+            if rec_n[0] < rec_t.shape[0]:
+                rec_t[rec_n[0]] = t
+                rec_j[rec_n[0]] = j
+                rec_n[0] += 1
             if learning:
                 gap = t - post_last[j]
                 p2 = _decayed(tab_post2, x_post2[j], gap)
@@ -302,6 +309,20 @@ class NumbaDCEngine(DCEngine):
         self.spk_i = np.zeros(n, np.int64)
         self.reset_dynamics()
 
+    _rec = (np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(1, np.int64))
+
+    def start_recording(self, capacity: int) -> None:
+        """Record excitatory spikes (global step, neuron) into a buffer of ``capacity`` events;
+        spikes beyond it are dropped (memory is bounded by the cap, not by run length)."""
+        self._rec = (np.zeros(capacity, np.int64), np.zeros(capacity, np.int32), np.zeros(1, np.int64))
+
+    def stop_recording(self) -> tuple[np.ndarray, np.ndarray]:
+        """The recorded ``(steps, neurons)`` since :meth:`start_recording`; recording stops."""
+        rec_t, rec_j, rec_n = self._rec
+        n = int(rec_n[0])
+        self._rec = NumbaDCEngine._rec
+        return rec_t[:n].copy(), rec_j[:n].copy()
+
     def reset_dynamics(self) -> None:
         cfg = self.cfg
         n_in, n = cfg.network.n_input, cfg.network.n_neurons
@@ -348,7 +369,7 @@ class NumbaDCEngine(DCEngine):
             self.W, self.delays, self.grp_ptr, self.grp_nrn, self.hist_idx, self.hist_n,
             self.rule_code, self.rule_prm, self.trace_set, self.tab_pre, self.tab_post1,
             self.tab_post2, self.ring_t, self.ring_x, self.ring_head, self.x_post1, self.x_post2,
-            self.post_last, self.post1_now, self.spk_e, self.spk_i)
+            self.post_last, self.post1_now, self.spk_e, self.spk_i, *self._rec)
 
     def run_events(self, ptr, idx, learning: bool, n_steps: int | None = None) -> np.ndarray:
         """Run one phase driven by CSR input events; returns excitatory spike counts."""

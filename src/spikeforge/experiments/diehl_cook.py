@@ -54,6 +54,7 @@ class RunParams(Params):
     checkpoint_every: int = Field(2000, ge=1)
     running_window: int = Field(1000, ge=10)
     data_dir: str | None = None
+    record_examples: int = Field(0, ge=0, le=1000, description="record the spikes of this many test examples (compiled engine)")
 
 
 class Experiment:
@@ -218,6 +219,10 @@ class Experiment:
                   disable=self.quiet, dynamic_ncols=True) as bar:
             chunk: list[np.ndarray] = []
             first = 0
+            record = stage == STAGE_TEST and self.run.record_examples > 0 and hasattr(engine, "start_recording")
+            if record:
+                recorded = self._record(engine, images[: self.run.record_examples], stage)
+                self._save_recording(recorded)
             for b0, b1, c, a in self._present(engine, images, False, stage, 0, 0, len(images)):
                 chunk.append(c)
                 attempts += int(a.sum())
@@ -226,6 +231,37 @@ class Experiment:
                     consume(np.concatenate(chunk), labels[first:b1])
                     chunk, first = [], b1
         return labels, time.perf_counter() - t0, attempts / max(1, len(images))
+
+    def _record(self, engine, images, stage):
+        """Spikes of the first test examples, on a copy of the engine so the measured run is
+        unaffected. Capped at 20,000 spikes per example."""
+        state, _, _ = self.load()
+        rec_engine = self._engine(state)
+        out = []
+        for i in range(len(images)):
+            t0 = rec_engine.t
+            rec_engine.start_recording(20_000)
+            key = example_key(self.run.seed, stage, 0, i)
+            rec_engine.present(images[i:i + 1], False, [key])
+            steps_, neurons = rec_engine.stop_recording()
+            out.append((i, steps_ - t0, neurons, rec_engine.t - t0))
+        return out
+
+    def _save_recording(self, recorded) -> None:
+        from ..plotting.figures import plot_raster
+        ex = np.concatenate([np.full(len(s), i, np.int32) for i, s, _, _ in recorded])
+        steps_ = np.concatenate([s for _, s, _, _ in recorded]).astype(np.int64)
+        neurons = np.concatenate([n for _, _, n, _ in recorded]).astype(np.int32)
+        save_checkpoint(self.out / "test_spikes", {"example": ex, "step": steps_, "neuron": neurons},
+                        {"dt_ms": self.model.protocol.dt_ms, "examples": len(recorded),
+                         "note": "excitatory spikes of the first test examples; step counts from the "
+                                 "start of each example's presentation (retries and rests included)"})
+        offsets = np.cumsum([0] + [n for _, _, _, n in recorded[:-1]])
+        plot_raster(steps_ + np.repeat(offsets, [len(s) for _, s, _, _ in recorded]), neurons,
+                    self.out / "test_raster.png", dt_ms=self.model.protocol.dt_ms,
+                    n_neurons=self.model.network.n_neurons,
+                    title=f"excitatory spikes, first {len(recorded)} test examples",
+                    boundaries_ms=[o * self.model.protocol.dt_ms for o in offsets])
 
     def assign(self) -> dict[str, Any]:
         responses = ClassResponses(self.model.network.n_neurons, 10)

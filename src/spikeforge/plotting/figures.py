@@ -233,3 +233,26 @@ def plot_curves(curves: Mapping[str, Sequence[float]], path: str | os.PathLike[s
     ax.legend(fontsize=9)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_raster(steps: Any, neurons: Any, path: str | os.PathLike[str], *, dt_ms: float = 1.0,
+                n_neurons: int | None = None, title: str = "spike raster",
+                boundaries_ms: Sequence[float] = ()) -> Path:
+    """A spike raster: one dot per spike at (time, neuron); optional vertical lines (e.g. where
+    examples start)."""
+    t = _to_numpy(steps, "steps").ravel() * dt_ms
+    j = _to_numpy(neurons, "neurons").ravel()
+    if t.shape != j.shape:
+        raise ValueError(f"steps and neurons differ in length ({t.size} vs {j.size})")
+    fig = Figure(figsize=(8.0, 4.0))
+    ax = fig.add_subplot(1, 1, 1)
+    ax.scatter(t, j, s=4, color="#222222", linewidths=0)
+    for b in boundaries_ms:
+        ax.axvline(b, color="#c0392b", linewidth=0.6, alpha=0.6)
+    ax.set_xlabel("time (ms)")
+    ax.set_ylabel("neuron")
+    if n_neurons:
+        ax.set_ylim(-0.5, n_neurons - 0.5)
+    ax.set_title(f"{title} ({t.size} spikes)", fontsize=11)
+    fig.tight_layout()
+    return _save(fig, path)
