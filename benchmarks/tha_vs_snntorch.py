@@ -116,10 +116,13 @@ def main() -> None:
             for _ in range(self.p.num_steps):
                 c = self.bn1(F.avg_pool2d(self.conv1(x), 2))
                 s, m1 = self.lif1(c, m1)
+                s = s.to(x.dtype)  # snnTorch's Heaviside returns float32 spikes (matters in float64 only)
                 c = self.bn2(F.avg_pool2d(self.conv2(s), 2))
                 s, m2 = self.lif2(c, m2)
+                s = s.to(x.dtype)
                 c = self.dropout(self.fc(s.flatten(1)))
                 s, m3 = self.lif3(c, m3)
+                s = s.to(x.dtype)
                 out.append(s)
             return torch.stack(out)  # [T, B, 10]
 
@@ -141,33 +144,39 @@ def main() -> None:
 
     st_loss_fn = SF.mse_count_loss(correct_rate=0.8, incorrect_rate=0.2)
 
-    # ---- 1. same computation: first-iteration loss, spike counts, gradients (dropout off)
-    a, b = copy.deepcopy(sf_net), copy.deepcopy(st_net)
-    a.params = a.params.replace(dropout=0.0)
-    b.dropout.p = 0.0
-    a.train(), b.train()
-    s_a, _ = a(x)
-    loss_a = spike_count_mse(s_a, y, 0.8, 0.2)
-    s_b = b(x)
-    loss_b = st_loss_fn(s_b, y)
-    loss_a.backward()
-    loss_b.backward()
-    counts_a, counts_b = s_a.sum(1), s_b.sum(0)
-    grad_rel = {}
-    pb = dict(b.named_parameters())
-    for n, p in a.named_parameters():
-        q = pb[n]
-        grad_rel[n] = float((p.grad - q.grad).norm() / (q.grad.norm() + 1e-30))
-    check = {"loss_spikeforge": loss_a.item(), "loss_snntorch": loss_b.item(),
-             "loss_rel_diff": abs(loss_a.item() - loss_b.item()) / max(abs(loss_b.item()), 1e-30),
-             "output_spike_counts_equal": bool(torch.equal(counts_a, counts_b)),
-             "output_spike_count_max_abs_diff": float((counts_a - counts_b).abs().max()),
-             "total_output_spikes": float(counts_b.sum()),
-             "grad_rel_diff": grad_rel}
-    print(f"first iteration (dropout off): loss spikeforge {check['loss_spikeforge']:.7g}, "
-          f"snnTorch {check['loss_snntorch']:.7g} (rel. diff {check['loss_rel_diff']:.2e}); "
-          f"output spike counts equal: {check['output_spike_counts_equal']}; "
-          f"max grad rel. diff {max(grad_rel.values()):.2e}", flush=True)
+    # ---- 1. same computation: first-iteration loss, spike counts, gradients (dropout off),
+    #         in float32 (what is timed) and in float64 (where summation order hardly matters)
+    def compare(dtype):
+        a, b = copy.deepcopy(sf_net).to(dtype), copy.deepcopy(st_net).to(dtype)
+        a.params = a.params.replace(dropout=0.0)
+        b.dropout.p = 0.0
+        a.train(), b.train()
+        xd = x.to(dtype)
+        s_a, _ = a(xd)
+        loss_a = spike_count_mse(s_a, y, 0.8, 0.2)
+        s_b = b(xd)
+        loss_b = st_loss_fn(s_b, y)
+        loss_a.backward()
+        loss_b.backward()
+        counts_a, counts_b = s_a.sum(1), s_b.sum(0)
+        pb = dict(b.named_parameters())
+        grad_rel = {n: (p.grad - pb[n].grad).norm().item() / (pb[n].grad.norm().item() + 1e-30)
+                    for n, p in a.named_parameters()}
+        la, lb = loss_a.item(), loss_b.item()
+        out = {"loss_spikeforge": la, "loss_snntorch": lb,
+               "loss_rel_diff": abs(la - lb) / max(abs(lb), 1e-30),
+               "output_spike_counts_equal": bool(torch.equal(counts_a, counts_b)),
+               "output_spike_count_max_abs_diff": (counts_a - counts_b).abs().max().item(),
+               "total_output_spikes": counts_b.sum().item(),
+               "grad_rel_diff": grad_rel}
+        print(f"first iteration, {str(dtype).split('.')[-1]}, dropout off: loss spikeforge "
+              f"{la:.10g}, snnTorch {lb:.10g} (rel. diff {out['loss_rel_diff']:.2e}); output spike "
+              f"counts equal: {out['output_spike_counts_equal']}; max grad rel. diff "
+              f"{max(grad_rel.values()):.2e}", flush=True)
+        return out
+
+    check = compare(torch.float32)
+    check["float64"] = compare(torch.float64)
 
     # ---- 2. timing: full training iterations, alternating
     anneal = [AnnealParams(theta_initial=t0, theta_final=tf, alpha=al) for t0, tf, al in
