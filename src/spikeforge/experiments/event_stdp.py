@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Literal, Optional
 
 import numpy as np
 import torch
@@ -47,7 +47,7 @@ from ..plasticity.event_stdp import EventSTDPParams
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "event_stdp.toml"
 SECTIONS = ("data", "patches", "coding", "layer", "event_stdp", "training", "readout",
-            "reconstruction")
+            "inference", "reconstruction")
 
 
 class DataParams(Params):
@@ -74,9 +74,25 @@ class ReadoutParams(Params):
     learning_rate: float = Field(2e-3, gt=0.0, le=1.0, description="Adam step size")
     batch_size: int = Field(256, ge=1)
     weight_decay: float = Field(0.0, ge=0.0)
-    deterministic_input: bool = Field(False, description="drive the frozen layer with expected "
-                                      "input rates instead of Bernoulli spikes")
-    chunk_patches: int = Field(131072, ge=1, description="patches simulated at once (memory bound)")
+
+
+class InferenceParams(Params):
+    """How the frozen layer responds when features are applied to every patch position.
+
+    Training uses strong winner-take-all inhibition so that one feature learns from each patch;
+    a code with one spike per patch, however, discards most of what the features could say about
+    the patch. At inference the same circuit (``layer.inhibition``) runs with these settings:
+    by default weaker I->E inhibition (a soft competition in which the best-matching features fire
+    most) and a stronger input current. STDP and threshold adaptation are off.
+    """
+
+    input_current_na: Optional[float] = Field(3.0, gt=0.0, description="None: layer's value")
+    w_ie_na: Optional[float] = Field(3.0, ge=0.0, description="None: layer's value")
+    deterministic_input: bool = Field(True, description="drive the layer with the expected "
+                                      "input spikes (pixel * max_prob) instead of Bernoulli draws")
+    chunk_patches: int = Field(32768, ge=1, description="patches simulated at once (memory bound)")
+    engine: Literal["numba", "torch"] = Field("numba", description="numba: compiled loop for "
+                                              "deterministic input (tested equal to torch)")
 
 
 class ReconstructionParams(Params):
@@ -95,6 +111,7 @@ class EventSTDPExperimentParams(Params):
     event_stdp: EventSTDPParams = Field(default_factory=EventSTDPParams)
     training: TrainingParams = Field(default_factory=TrainingParams)
     readout: ReadoutParams = Field(default_factory=ReadoutParams)
+    inference: InferenceParams = Field(default_factory=InferenceParams)
     reconstruction: ReconstructionParams = Field(default_factory=ReconstructionParams)
 
     @model_validator(mode="before")
@@ -123,6 +140,12 @@ class EventSTDPExperimentParams(Params):
         if self.patches.count is None:
             raise ValueError("patches.count (random training patches per image) must be set")
         return self
+
+    def inference_layer(self) -> WTALayerParams:
+        """The layer parameters used for the frozen response (see :class:`InferenceParams`)."""
+        changes = {k: v for k, v in (("input_current_na", self.inference.input_current_na),
+                                     ("w_ie_na", self.inference.w_ie_na)) if v is not None}
+        return self.layer.replace(**changes)
 
     def feature_key(self) -> dict[str, Any]:
         """The part of the config that determines the learned features (for resuming)."""
@@ -229,15 +252,17 @@ def feature_activity(images: torch.Tensor, w: torch.Tensor, thr: torch.Tensor,
     n_pos = gr * gc
     n_feat = w.shape[1]
     g = cfg.readout.pool_grid
-    chunk_imgs = max(1, cfg.readout.chunk_patches // n_pos)
+    chunk_imgs = max(1, cfg.inference.chunk_patches // n_pos)
+    layer = cfg.inference_layer()
     pooled = torch.empty((images.shape[0], n_feat * g * g), dtype=torch.float32)
     kept = torch.empty((min(keep_counts, images.shape[0]), n_pos, n_feat), dtype=torch.float32)
     for lo in range(0, images.shape[0], chunk_imgs):
         x = images[lo:lo + chunk_imgs]
         pt = extract_patches(x, p.size_px, p.stride_px).reshape(-1, p.size_px * p.size_px)
-        counts = respond(w, thr, pt, cfg.layer, cfg.coding, generator,
-                         chunk=cfg.readout.chunk_patches,
-                         deterministic=cfg.readout.deterministic_input)
+        counts = respond(w, thr, pt, layer, cfg.coding, generator,
+                         chunk=cfg.inference.chunk_patches,
+                         deterministic=cfg.inference.deterministic_input,
+                         engine=cfg.inference.engine)
         counts = counts.reshape(x.shape[0], gr, gc, n_feat)
         if lo < kept.shape[0]:
             hi = min(kept.shape[0], lo + x.shape[0])
@@ -283,7 +308,7 @@ def train_readout(x_train: torch.Tensor, y_train: torch.Tensor, p: ReadoutParams
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * idx.shape[0]
+            total += float(loss.detach()) * idx.shape[0]
         sched.step()
         history.append(total / xs.shape[0])
     return lin.weight.detach().clone(), lin.bias.detach().clone(), mean, std, history
