@@ -291,7 +291,7 @@ def main(argv=None):
     rows, ratios = [], {}
     print()
     print(f"{'side':22s} {'s/example':>10s} {'cpu s/ex':>10s} {'s/present.':>10s} {'attempts':>9s} "
-          f"{'exc spikes/ex':>13s} {'warm-up s':>9s} {'peak RSS MB':>11s}")
+          f"{'exc spikes/ex':>13s} {'warm-up1 s':>9s} {'peak RSS MB':>11s}")
     for name in [*args.targets, "spikeforge"]:
         rs = runs[name]
         label = f"Brian2 {version} {name}" if name != "spikeforge" else "spikeforge numba"
@@ -310,7 +310,7 @@ def main(argv=None):
         rows.append(row)
         print(f"{label:22s} {row['seconds_per_example']:10.4f} {row['cpu_seconds_per_example']:10.4f} "
               f"{row['seconds_per_presentation']:10.4f} {row['mean_attempts']:9.2f} "
-              f"{row['mean_exc_spikes_per_example']:13.1f} {statistics.median(row['warmup_s']):9.2f} "
+              f"{row['mean_exc_spikes_per_example']:13.1f} {row['warmup_s'][0]:9.2f} "
               f"{row['peak_rss_mb']:11.0f}")
         if name != "spikeforge":
             ratios[name] = {
