@@ -47,7 +47,7 @@ def test_clamp_latent_weights():
 @pytest.mark.parametrize("binarize_", [True, False])
 def test_fast_mnist_net_equals_per_step_reference(binarize_):
     torch.manual_seed(0)
-    net = THAMnistNet(binarize=binarize_, num_steps=12, dropout=0.0,
+    net = THAMnistNet(binarize=binarize_, num_steps=8, dropout=0.0,
                       thresholds=(1.0, 1.5, 0.5)).double()
     ref = copy.deepcopy(net)
     x = torch.rand(4, 1, 28, 28, dtype=torch.float64)

@@ -569,7 +569,7 @@ def run_spike_timing(cfg: SpikeTimingConfig, out_dir: str | os.PathLike | None =
             opt.step()
             losses.append(loss.item())
             out_spikes.append(int(s.sum()))
-            hid_rates.append(float(h.mean()))
+            hid_rates.append(h.mean().item())
             thetas.append(float(net.lif2.threshold))
             if it % cfg.frame_every == 0 or it == cfg.iterations - 1:
                 frames.append((it, u.detach().view(-1).numpy().copy(), float(net.lif2.threshold),
