@@ -101,13 +101,24 @@ def test_learning_rate_that_breaks_soft_bound_is_rejected():
 
 
 @pytest.mark.parametrize("stride", [3, 1])
-def test_reconstruction_from_features_that_contain_the_image(stride):
+@pytest.mark.parametrize("normalize", [False, True])
+def test_reconstruction_from_features_that_contain_the_image(stride, normalize):
     g = torch.Generator().manual_seed(2)
     img = torch.rand(1, 6, 6, generator=g)
     patches = extract_patches(img, 3, stride)                 # [1, L, 9]
     w = patches[0].T.clone()                                  # feature k == patch k exactly
     counts = torch.eye(w.shape[1]).unsqueeze(0) * 5.0         # patch k: feature k fires 5 times
-    scale = fit_reconstruction_scale(counts[0], w, patches[0])
-    assert scale == pytest.approx(0.2, rel=1e-6)
-    rec = reconstruct_images(counts, w, scale, (6, 6), 3, stride)
+    scale = fit_reconstruction_scale(counts[0], w, patches[0], normalize)
+    assert scale == pytest.approx(1.0 if normalize else 0.2, rel=1e-6)
+    rec = reconstruct_images(counts, w, scale, (6, 6), 3, stride, normalize)
     assert torch.allclose(rec, img, atol=1e-6)
+
+
+def test_normalized_reconstruction_is_mean_of_active_features():
+    w = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])    # 3 pixels, 2 features
+    counts = torch.tensor([[3.0, 1.0], [0.0, 0.0]])
+    from spikeforge.models.event_stdp import reconstruct_patches
+    rec = reconstruct_patches(counts, w, 2.0, normalize=True)
+    assert torch.allclose(rec[0], 2.0 * (0.75 * w[:, 0] + 0.25 * w[:, 1]))
+    assert torch.equal(rec[1], torch.zeros(3))                # a silent patch rebuilds as blank
+    assert torch.allclose(reconstruct_patches(counts, w, 1.0), counts @ w.T)

@@ -12,8 +12,10 @@
    image (``stride`` apart) is presented, batched over all positions of many images at once, and
    the spike counts per (position, feature) are summed over a ``pool_grid x pool_grid`` grid of
    image regions (adaptive average pooling of the count map).
-3. **Reconstruction.** Each test patch is rebuilt as ``scale * counts @ W.T`` and overlapping
-   patches are averaged back into an image; ``scale`` is one least-squares number fitted on
+3. **Reconstruction.** Each test patch is rebuilt from the activity of the features on it as the
+   spike-count-weighted mean of the active features' weight vectors times ``scale``
+   (``reconstruction.normalize = false``: the count-weighted sum), and overlapping patches are
+   averaged back into an image; ``scale`` is one least-squares number fitted on
    ``reconstruction.fit_images`` training images. Reported: the mean squared error per pixel
    (pixels in [0, 1]) over the test images, and the same for **random features** of the same count
    (uniform random weights, each column rescaled to the sum of the learned column it replaces, same
@@ -97,6 +99,8 @@ class InferenceParams(Params):
 
 class ReconstructionParams(Params):
     fit_images: int = Field(1000, ge=1, description="training images used to fit the scale")
+    normalize: bool = Field(True, description="rebuild each patch as the count-weighted mean of the "
+                            "active features (True) or the count-weighted sum (False)")
     n_show: int = Field(10, ge=1, le=100, description="test images drawn in the figure")
 
 
@@ -273,9 +277,12 @@ def feature_activity(images: torch.Tensor, w: torch.Tensor, thr: torch.Tensor,
 
 
 def reconstruct_images(counts: torch.Tensor, w: torch.Tensor, scale: float,
-                       image_hw: tuple[int, int], size_px: int, stride_px: int) -> torch.Tensor:
-    """Images ``[n, H, W]`` rebuilt from per-position counts ``[n, L, N]`` (overlaps averaged)."""
-    return fold_patches(reconstruct_patches(counts, w, scale), image_hw, size_px, stride_px)
+                       image_hw: tuple[int, int], size_px: int, stride_px: int,
+                       normalize: bool = False) -> torch.Tensor:
+    """Images ``[n, H, W]`` rebuilt from per-position counts ``[n, L, N]`` (overlaps averaged;
+    see :func:`~spikeforge.models.event_stdp.reconstruct_patches`)."""
+    return fold_patches(reconstruct_patches(counts, w, scale, normalize), image_hw, size_px,
+                        stride_px)
 
 
 def random_features_like(w: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -414,8 +421,9 @@ def run(cfg: EventSTDPExperimentParams, out: str | Path, *, quiet: bool = False,
         return extract_patches(x, p.size_px, p.stride_px)
 
     def recon_mse(w_, c_fit_, c_te_):
-        scale = fit_reconstruction_scale(c_fit_, w_, patches_of(x_tr[:fit_n]))
-        rec = reconstruct_images(c_te_, w_, scale, image_hw, p.size_px, p.stride_px)
+        norm = cfg.reconstruction.normalize
+        scale = fit_reconstruction_scale(c_fit_, w_, patches_of(x_tr[:fit_n]), norm)
+        rec = reconstruct_images(c_te_, w_, scale, image_hw, p.size_px, p.stride_px, norm)
         return float(((rec - x_te) ** 2).mean()), scale, rec
 
     mse, scale, rec = recon_mse(w, c_fit, c_te)

@@ -235,15 +235,25 @@ def respond(w: torch.Tensor, thr: torch.Tensor, patches: torch.Tensor, layer: WT
     return out
 
 
-def reconstruct_patches(counts: torch.Tensor, w: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
-    """Patches rebuilt from feature activity: ``scale * counts @ W.T`` (``[..., N] -> [..., n_in]``).
-    Each feature contributes its weight vector in proportion to its spike count."""
-    return scale * (counts.to(w.dtype) @ w.T)
+def reconstruct_patches(counts: torch.Tensor, w: torch.Tensor, scale: float = 1.0,
+                        normalize: bool = False) -> torch.Tensor:
+    """Patches rebuilt from feature activity (``[..., N] -> [..., n_in]``).
+
+    ``normalize=False``: ``scale * counts @ W.T``, each feature contributing its weight vector in
+    proportion to its spike count. ``normalize=True``: ``scale * (counts / sum(counts)) @ W.T``,
+    the count-weighted *mean* of the active features' weight vectors (a prototype code: each
+    feature's weights are where its inputs tend to be on); a silent patch gives 0.
+    """
+    c = counts.to(w.dtype)
+    if normalize:
+        c = c / c.sum(dim=-1, keepdim=True).clamp_min(1.0)
+    return scale * (c @ w.T)
 
 
-def fit_reconstruction_scale(counts: torch.Tensor, w: torch.Tensor, patches: torch.Tensor) -> float:
+def fit_reconstruction_scale(counts: torch.Tensor, w: torch.Tensor, patches: torch.Tensor,
+                             normalize: bool = False) -> float:
     """Least-squares ``scale`` of :func:`reconstruct_patches` for the given patches (0 if silent)."""
-    r = reconstruct_patches(counts, w).double()
+    r = reconstruct_patches(counts, w, 1.0, normalize).double()
     denom = float((r * r).sum())
     return float((r * patches.double()).sum()) / denom if denom > 0 else 0.0
 
