@@ -4,18 +4,21 @@ The per-step loop runs in numba with the exact sequential dynamics of the refere
 Brian's schedule within a step:
 
 1. state update of both layers (integrate v, decay g_e, g_i and theta), threshold, reset;
-2. synapses: input spikes of this step enter the delay history; every input spike emitted ``d``
-   steps ago reaches the neurons whose X->Ae delay is ``d`` (``g_e += w``, then the pre-spike STDP
-   update, Brian 2 ``on_pre`` semantics at arrival); then excitatory spikes apply the post-spike
-   STDP update to their column, and drive their inhibitory partner (``g_e,i += w_ei``); inhibitory
-   spikes drive all other excitatory neurons (``g_i += w_ie``, as total minus self, O(N)).
+2. synapses: input spikes of this step are delivered (``g_e += w`` when they arrive, after the
+   synapse's delay), then the pre-spike STDP update of every arriving spike (Brian 2 ``on_pre``
+   semantics, at arrival); then excitatory spikes apply the post-spike STDP update to their column
+   and drive their inhibitory partner (``g_e,i += w_ei``); inhibitory spikes drive all other
+   excitatory neurons (``g_i += w_ie``, as total minus self, O(N)).
 
 Conductance increments therefore act from the next step on, as in Brian.
 
-Cost per step is O(N) for the neurons; per input spike O(N) (one weight row, grouped by delay);
-per excitatory spike O(n_input) (one weight column). STDP traces are never decayed step by step:
-each trace stores its value at its last update and the step of that update, and is read through a
-table of ``exp(-k dt / tau)``, exact for exponential decay. Nothing is allocated inside the loop.
+Cost: per step O(N) for the neurons; per input spike one contiguous pass over its weight row (into
+a ring of future conductance increments, one slot per step of delay); per excitatory spike one
+weight column. STDP traces are never decayed step by step: each trace stores its value at its last
+update and the step of that update, and is read through a table of ``exp(-k dt / tau)`` (exact for
+exponential decay; the table ends where the factor is below 1e-20, so a dropped term is under
+the rounding of any weight above 1e-8). Pre-spike updates are only
+computed for the few neurons whose post trace is still non-zero. Nothing is allocated in the loop.
 """
 
 from __future__ import annotations
@@ -90,7 +93,7 @@ def neuron_vector(p: ConductanceLIFParams, dt_ms: float) -> np.ndarray:
 
 def trace_table(tau_ms: float, dt_ms: float) -> np.ndarray:
     """``exp(-k dt / tau)`` for k = 0.., ending with a 0 that every longer gap maps to."""
-    n = int(np.ceil(80.0 * tau_ms / dt_ms)) + 1
+    n = int(np.ceil(46.0 * tau_ms / dt_ms)) + 1  # exp(-46) = 1e-20: below rounding for any w > 1e-8
     tab = np.exp(-np.arange(n) * dt_ms / tau_ms)
     tab[-1] = 0.0
     return tab
@@ -104,89 +107,90 @@ def _decayed(tab, value, gap):
 
 
 @njit(cache=True)
-def _update_layer(v, ge, gi, theta, since, prm, learning, spk):
-    """Integrate, threshold and reset one layer; writes spiking indices to ``spk``, returns count."""
+def _update_layer(v, ge, gi, theta, since, fired, prm, learning, spk):
+    """Integrate, threshold and reset one layer; writes spiking indices to ``spk``, returns count.
+
+    The first pass has no data-dependent branches (selects instead of ifs), so the compiler
+    vectorises it; the second collects the (rare) spikes. Conductances that decay below 1e-100 are
+    set to 0: their effect on v is far below rounding, and without this they end in the subnormal
+    range, where every step becomes about 15 times slower (Euler decay by 0.75 gets stuck at the
+    smallest subnormal)."""
     v_rest, v_reset, v_th = prm[0], prm[1], prm[2]
     e_exc, e_inh, dtm = prm[3], prm[4], prm[5]
-    f_ge, f_gi, f_theta, theta_plus = prm[6], prm[7], prm[8], prm[9]
+    f_ge, f_gi, theta_plus = prm[6], prm[7], prm[9]
     refr, clamp = int(prm[10]), int(prm[11])
     adaptive, exponential = prm[12] != 0.0, prm[13] != 0.0
-    n = 0
-    for j in range(v.shape[0]):
+    f_theta = prm[8] if (adaptive and learning) else 1.0
+    use_theta = 1.0 if adaptive else 0.0
+    n_neurons = v.shape[0]
+    for j in range(n_neurons):
         s = since[j] + 1
-        since[j] = s
-        if s < clamp:
-            vj = v_reset
-        elif exponential:
-            gt = 1.0 + ge[j] + gi[j]
-            v_inf = (v_rest + ge[j] * e_exc + gi[j] * e_inh) / gt
-            vj = v_inf + (v[j] - v_inf) * np.exp(-dtm * gt)
+        g_e = ge[j]
+        g_i = gi[j]
+        vj = v[j]
+        if exponential:
+            gt = 1.0 + g_e + g_i
+            v_inf = (v_rest + g_e * e_exc + g_i * e_inh) / gt
+            v_new = v_inf + (vj - v_inf) * np.exp(-dtm * gt)
         else:
-            vj = v[j] + dtm * ((v_rest - v[j]) + ge[j] * (e_exc - v[j]) + gi[j] * (e_inh - v[j]))
-        ge[j] *= f_ge
-        gi[j] *= f_gi
-        th = v_th
-        if adaptive:
-            if learning:
-                theta[j] *= f_theta
-            th += theta[j]
-        if vj > th and s >= refr:
-            vj = v_reset
-            since[j] = 0
-            if adaptive and learning:
-                theta[j] += theta_plus
+            v_new = vj + dtm * ((v_rest - vj) + g_e * (e_exc - vj) + g_i * (e_inh - vj))
+        v_new = v_reset if s < clamp else v_new
+        g_e = g_e * f_ge
+        g_i = g_i * f_gi
+        ge[j] = g_e if g_e > 1e-100 else 0.0
+        gi[j] = g_i if g_i > 1e-100 else 0.0
+        th = theta[j] * f_theta
+        theta[j] = th
+        fire = (v_new > v_th + use_theta * th) & (s >= refr)
+        v[j] = v_reset if fire else v_new
+        since[j] = 0 if fire else s
+        fired[j] = fire
+    n = 0
+    for j in range(n_neurons):
+        if fired[j]:
             spk[n] = j
             n += 1
-        v[j] = vj
+            if adaptive and learning:
+                theta[j] += theta_plus
     return n
-
-
-@njit(cache=True, inline="always")
-def _pre_trace(ring_t, ring_x, ring_head, tab, i, t_arrive_max):
-    """Pre trace of input ``i`` as seen by a synapse whose spikes arrive ``d`` steps late, at the
-    current step ``t`` (``t_arrive_max = t - d``): the newest spike of ``i`` emitted at or before
-    ``t - d``, decayed from its emission value."""
-    r = ring_t.shape[1]
-    h = ring_head[i]
-    for back in range(r):
-        k = (h - back) % r
-        ts = ring_t[i, k]
-        if ts <= t_arrive_max:
-            gap = t_arrive_max - ts
-            if gap >= tab.shape[0]:
-                return 0.0
-            return ring_x[i, k] * tab[gap]
-    return 0.0
 
 
 @njit(cache=True)
 def run_steps(n_steps, ev_ptr, ev_idx, learning, counts,
               t_now, ne, ni, w_ei, w_ie,
               v_e, ge_e, gi_e, theta, since_e, v_i, ge_i, gi_i, since_i,
-              W, D, grp_ptr, grp_nrn, hist_idx, hist_n,
+              W, D, DT, hist_idx, hist_n, ring_ge,
               rule, rule_prm, trace_set, tab_pre, tab_post1, tab_post2,
-              ring_t, ring_x, ring_head, x_post1, x_post2, post_last, post1_now, spk_e, spk_i,
-              rec_t, rec_j, rec_n):
+              ring_t, ring_x, ring_head, x_post1, x_post2, post_last, post1_now,
+              recent, spk_e, spk_i, fired, theta_i, rec_t, rec_j, rec_n):
     """Advance the network ``n_steps`` steps with input events ``(ev_ptr, ev_idx)`` (CSR by step;
     ``ev_ptr`` of length ``n_steps + 1``; all zeros for no input). Adds excitatory spike counts to
     ``counts`` and returns the new global step counter. Excitatory spikes are also written to the
     recording buffers ``rec_t, rec_j`` (step, neuron) while ``rec_n[0]`` is below their length
     (length 0: no recording).
 
+    Delayed delivery: when input ``i`` fires at step ``t`` its weight row is added at once to a ring
+    of future conductance increments, ``ring_ge[(t + D[i, j]) % L, j] += W[i, j]`` (one contiguous
+    pass over the row), and each step consumes its slot. Brian delivers ``W[i, j]`` as it is at
+    arrival, so whenever STDP changes a weight while a spike of that synapse is still in flight, the
+    change is added to the pending slot too: delivery stays exact.
+
     Pre traces live on the input side: each input keeps a ring of its recent spike times and the
     trace value just after each, long enough to cover the longest delay, so the trace a synapse
-    with delay ``d`` sees at step ``t`` is read from the newest spike emitted at or before
-    ``t - d``. This is exact and needs no per-synapse trace storage."""
+    with delay ``d`` sees at step ``t`` is read from the newest spike emitted at or before ``t - d``.
+    The pre-spike (depression) update at arrival is only non-zero for neurons whose post trace is
+    non-zero; those are kept in ``recent`` (``recent[0]`` is the count), so arrivals are checked
+    against a handful of neurons rather than all N."""
     n_in, n_neurons = W.shape
     hist_len = hist_n.shape[0]
-    n_delay = grp_ptr.shape[1] - 1
     r = ring_t.shape[1]
+    post_window = tab_post1.shape[0]
     for s in range(n_steps):
         t = t_now + s
-        n_e = _update_layer(v_e, ge_e, gi_e, theta, since_e, ne, learning, spk_e)
-        n_i = _update_layer(v_i, ge_i, gi_i, theta, since_i, ni, False, spk_i)
-        # input spikes of this step enter the delay history and the pre-trace rings
+        n_e = _update_layer(v_e, ge_e, gi_e, theta, since_e, fired, ne, learning, spk_e)
+        n_i = _update_layer(v_i, ge_i, gi_i, theta_i, since_i, fired, ni, False, spk_i)
         slot = t % hist_len
+        # input spikes of this step: delay history, pre-trace rings, and delivery into ring_ge
         m = 0
         for k in range(ev_ptr[s], ev_ptr[s + 1]):
             i = ev_idx[k]
@@ -203,24 +207,47 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts,
                 ring_head[i] = h
                 ring_t[i, h] = t
                 ring_x[i, h] = x_new
-        hist_n[slot] = m
-        # arrivals: spikes emitted d steps ago reach the neurons at delay d
-        n_arrivals = 0
-        for d in range(min(n_delay, t + 1)):
-            n_arrivals += hist_n[(t - d) % hist_len]
-        if learning and n_arrivals > 0:
             for j in range(n_neurons):
-                post1_now[j] = _decayed(tab_post1, x_post1[j], t - post_last[j])
-        for d in range(min(n_delay, t + 1)):
-            sl = (t - d) % hist_len
-            for q in range(hist_n[sl]):
-                i = hist_idx[sl, q]
-                for k in range(grp_ptr[i, d], grp_ptr[i, d + 1]):
-                    j = grp_nrn[i, k]
-                    ge_e[j] += W[i, j]
-                    if learning and post1_now[j] != 0.0:
-                        W[i, j] = on_pre(rule, rule_prm, W[i, j], post1_now[j],
-                                         _decayed(tab_post2, x_post2[j], t - post_last[j]))
+                q = slot + D[i, j]
+                if q >= hist_len:
+                    q -= hist_len
+                ring_ge[q, j] += W[i, j]
+        hist_n[slot] = m
+        # arrivals of this step
+        for j in range(n_neurons):
+            ge_e[j] += ring_ge[slot, j]
+            ring_ge[slot, j] = 0.0
+        if learning:
+            # pre-spike updates at arrival, only for neurons with a non-zero post trace
+            n_recent = 0
+            for q in range(recent[0]):
+                j = recent[q + 1]
+                gap = t - post_last[j]
+                if gap < post_window:
+                    recent[n_recent + 1] = j
+                    n_recent += 1
+                    post1_now[j] = x_post1[j] * tab_post1[gap]
+            recent[0] = n_recent
+            for d in range(min(hist_len, t + 1)):
+                sl = (t - d) % hist_len
+                for qi in range(hist_n[sl]):
+                    i = hist_idx[sl, qi]
+                    for q in range(n_recent):
+                        j = recent[q + 1]
+                        if DT[j, i] != d:
+                            continue
+                        old = W[i, j]
+                        new = on_pre(rule, rule_prm, old, post1_now[j],
+                                     _decayed(tab_post2, x_post2[j], t - post_last[j]))
+                        W[i, j] = new
+                        if new != old and d > 0:
+                            # later spikes of i still in flight to j carry the old weight
+                            h = ring_head[i]
+                            for back in range(r):
+                                ts = ring_t[i, (h - back) % r]
+                                if ts <= t - d:
+                                    break
+                                ring_ge[(ts + d) % hist_len, j] += new - old
         # excitatory spikes: post-spike STDP on their column, drive the inhibitory partner
         for q in range(n_e):
             j = spk_e[q]
@@ -233,14 +260,37 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts,
                 gap = t - post_last[j]
                 p2 = _decayed(tab_post2, x_post2[j], gap)
                 for i in range(n_in):
-                    xp = _pre_trace(ring_t, ring_x, ring_head, tab_pre, i, t - D[i, j])
-                    W[i, j] = on_post(rule, rule_prm, W[i, j], xp, p2)
+                    d = DT[j, i]
+                    # pre trace seen by this synapse: newest spike of i emitted at or before t - d;
+                    # newer ones are still in flight and get the weight change on arrival
+                    h = ring_head[i]
+                    xp = 0.0
+                    first_pending = -1
+                    for back in range(r):
+                        kk = (h - back) % r
+                        ts = ring_t[i, kk]
+                        if ts <= t - d:
+                            g = t - d - ts
+                            if g < tab_pre.shape[0]:
+                                xp = ring_x[i, kk] * tab_pre[g]
+                            break
+                        first_pending = back
+                    old = W[i, j]
+                    new = on_post(rule, rule_prm, old, xp, p2)
+                    W[i, j] = new
+                    if new != old:
+                        for back in range(first_pending + 1):
+                            ts = ring_t[i, (h - back) % r]
+                            ring_ge[(ts + d) % hist_len, j] += new - old
                 if trace_set:
                     x_post1[j] = 1.0
                     x_post2[j] = 1.0
                 else:
                     x_post1[j] = _decayed(tab_post1, x_post1[j], gap) + 1.0
                     x_post2[j] = p2 + 1.0
+                if gap >= post_window:
+                    recent[recent[0] + 1] = j
+                    recent[0] += 1
                 post_last[j] = t
             ge_i[j] += w_ei
         # inhibitory spikes: all-but-self inhibition, as total minus self
@@ -251,6 +301,22 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts,
             for q in range(n_i):
                 gi_e[spk_i[q]] -= w_ie
     return t_now + n_steps
+
+
+@njit(cache=True)
+def rebuild_in_flight(W, D, hist_idx, hist_n, ring_ge, t_next):
+    """Recompute the conductance of spikes still in flight from the current weights (after the
+    weights were rescaled between presentations, Brian delivers the rescaled weights)."""
+    hist_len = hist_n.shape[0]
+    ring_ge[:, :] = 0.0
+    for d in range(1, min(hist_len, t_next + 1)):
+        te = t_next - d
+        sl = te % hist_len
+        for qi in range(hist_n[sl]):
+            i = hist_idx[sl, qi]
+            for j in range(W.shape[1]):
+                if D[i, j] >= d:
+                    ring_ge[(te + D[i, j]) % hist_len, j] += W[i, j]
 
 
 @njit(cache=True)
@@ -270,16 +336,6 @@ def normalize_columns_inplace(W, total):
             W[i, j] *= sums[j]
 
 
-def delay_groups(delays: np.ndarray, n_delay: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per input, its target neurons sorted by delay: ``grp_nrn[i, grp_ptr[i, d]:grp_ptr[i, d+1]]``
-    are the neurons that input ``i`` reaches ``d`` steps after it fires."""
-    order = np.argsort(delays, axis=1, kind="stable").astype(np.int32)
-    counts = np.stack([(delays == d).sum(axis=1) for d in range(n_delay)], axis=1)
-    ptr = np.zeros((delays.shape[0], n_delay + 1), np.int32)
-    ptr[:, 1:] = np.cumsum(counts, axis=1)
-    return ptr, order
-
-
 class NumbaDCEngine(DCEngine):
     """Exact sequential engine: one example at a time, the time loop compiled with numba."""
 
@@ -294,7 +350,10 @@ class NumbaDCEngine(DCEngine):
         self.theta = np.ascontiguousarray(state.theta, dtype=np.float64).copy()
         self.delays = np.ascontiguousarray(state.delays, dtype=np.int32)
         n_delay = int(self.delays.max(initial=0)) + 1
-        self.grp_ptr, self.grp_nrn = delay_groups(self.delays, n_delay)
+        # compact copies of the delays: by input row (delivery) and by neuron row (STDP)
+        small = np.int8 if n_delay <= 127 else np.int16 if n_delay <= 32767 else np.int32
+        self.d_rows = np.ascontiguousarray(self.delays, dtype=small)
+        self.d_cols = np.ascontiguousarray(self.delays.T, dtype=small)
         self.hist_idx = np.zeros((n_delay, n_in), np.int32)
         self.hist_n = np.zeros(n_delay, np.int32)
         self.ne = neuron_vector(cfg.exc, dt)
@@ -307,6 +366,8 @@ class NumbaDCEngine(DCEngine):
         self.tab_post2 = trace_table(stdp.tau_post2_ms, dt)
         self.spk_e = np.zeros(n, np.int64)
         self.spk_i = np.zeros(n, np.int64)
+        self.fired = np.zeros(n, np.bool_)
+        self.theta_i = np.zeros(n)  # the inhibitory layer has no adaptive threshold
         self.reset_dynamics()
 
     _rec = (np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(1, np.int64))
@@ -340,10 +401,12 @@ class NumbaDCEngine(DCEngine):
         self.x_post1, self.x_post2 = np.zeros(n), np.zeros(n)
         self.post_last = np.full(n, never, np.int64)
         self.hist_n[:] = 0
+        self.ring_ge = np.zeros((self.hist_n.shape[0], n))
+        self.recent = np.zeros(n + 1, np.int64)
 
     # dynamic state that a checkpoint carries so that a resumed run continues exactly
     _DYNAMIC = ("v_e", "ge_e", "gi_e", "since_e", "v_i", "ge_i", "gi_i", "since_i", "ring_t",
-                "ring_x", "ring_head", "x_post1", "x_post2", "post_last", "hist_idx", "hist_n")
+                "ring_x", "ring_head", "x_post1", "x_post2", "post_last", "hist_idx", "hist_n", "ring_ge", "recent")
 
     def dynamic_state(self) -> dict[str, np.ndarray]:
         out = {k: getattr(self, k).copy() for k in self._DYNAMIC}
@@ -366,10 +429,11 @@ class NumbaDCEngine(DCEngine):
             self.cfg.network.w_ei, self.cfg.network.w_ie,
             self.v_e, self.ge_e, self.gi_e, self.theta, self.since_e,
             self.v_i, self.ge_i, self.gi_i, self.since_i,
-            self.W, self.delays, self.grp_ptr, self.grp_nrn, self.hist_idx, self.hist_n,
+            self.W, self.d_rows, self.d_cols, self.hist_idx, self.hist_n, self.ring_ge,
             self.rule_code, self.rule_prm, self.trace_set, self.tab_pre, self.tab_post1,
             self.tab_post2, self.ring_t, self.ring_x, self.ring_head, self.x_post1, self.x_post2,
-            self.post_last, self.post1_now, self.spk_e, self.spk_i, *self._rec)
+            self.post_last, self.post1_now, self.recent, self.spk_e, self.spk_i,
+            self.fired, self.theta_i, *self._rec)
 
     def run_events(self, ptr, idx, learning: bool, n_steps: int | None = None) -> np.ndarray:
         """Run one phase driven by CSR input events; returns excitatory spike counts."""
@@ -396,6 +460,7 @@ class NumbaDCEngine(DCEngine):
     def normalize(self) -> None:
         if self.cfg.network.norm_total is not None:
             normalize_columns_inplace(self.W, self.cfg.network.norm_total)
+            rebuild_in_flight(self.W, self.d_rows, self.hist_idx, self.hist_n, self.ring_ge, self.t)
 
     def present(self, images, learning: bool, keys) -> tuple[np.ndarray, np.ndarray]:
         proto = self.cfg.protocol
