@@ -283,9 +283,12 @@ def train_mnist(cfg: MnistConfig, out_dir: str | os.PathLike | None = None, resu
     train, val, test = _load_mnist_splits(cfg)
     log(f"train {train[0].shape[0]}, validation {val[0].shape[0]} (from the training set), "
         f"test {test[0].shape[0]}")
-    trials = []
+    trials: list[dict] = []
     for trial in range(cfg.run.trials):
-        trials.append(_train_trial(cfg, trial, out / f"trial{trial}", train, val, test, resume, log))
+        def on_epoch(partial: dict, done=list(trials)) -> None:  # results.json after every epoch
+            _write_results(cfg, out, done + [partial])
+        trials.append(_train_trial(cfg, trial, out / f"trial{trial}", train, val, test, resume, log,
+                                   on_epoch))
         _write_results(cfg, out, trials)
     return _write_results(cfg, out, trials)
 
@@ -312,7 +315,7 @@ def _write_results(cfg: MnistConfig, out: Path, trials: list[dict]) -> dict:
 
 
 def _train_trial(cfg: MnistConfig, trial: int, tdir: Path, train, val, test, resume: bool,
-                 log: Callable[[str], None]) -> dict:
+                 log: Callable[[str], None], on_epoch: Callable[[dict], None] | None = None) -> dict:
     from tqdm import tqdm
 
     tdir.mkdir(parents=True, exist_ok=True)
@@ -363,6 +366,9 @@ def _train_trial(cfg: MnistConfig, trial: int, tdir: Path, train, val, test, res
                 "thresholds": [float(l.threshold) for l in net.lif_layers],
                 "state": st}
         _save_ckpt(path, tensors, meta)
+
+    def summary() -> dict:
+        return _trial_summary(trial, seed, tdir, st, its_per_epoch, net)
 
     t_start = time.time() - st["wall_s"]
     stop = st["finished"]
@@ -432,6 +438,12 @@ def _train_trial(cfg: MnistConfig, trial: int, tdir: Path, train, val, test, res
             save(tdir / "best")
         save(last)
         _plot_mnist(tdir, st)
+        if on_epoch is not None:
+            on_epoch(summary())
+    return summary()
+
+
+def _trial_summary(trial, seed, tdir, st, its_per_epoch, net) -> dict:
     its = st["global_step"]
     return {"trial": trial, "seed": seed, "epochs_done": st["epoch"], "iterations": its,
             "iterations_per_epoch": its_per_epoch, "finished": st["finished"],
