@@ -104,3 +104,26 @@ def test_interrupted_run_resumes_mid_epoch_to_the_same_weights(tmp_path, monkeyp
     for k in a:
         if k.startswith("model."):
             assert torch.equal(a[k], b[k]), k
+
+
+def test_init_from_another_run_keeps_weights_and_annealed_thresholds(tmp_path, capsys):
+    from spikeforge.experiments.tha import _load_ckpt
+
+    first = tmp_path / "first"
+    assert _tiny_mnist(first, "--epochs", "1") == 0
+    a, _ = _load_ckpt(first / "trial0" / "last")
+    second = tmp_path / "second"
+    assert _tiny_mnist(second, "--epochs", "1", "--init-from", str(first / "trial0" / "last"),
+                       "--set", "train.lr=1e-12") == 0
+    assert "initialised from" in capsys.readouterr().out
+    b, _ = _load_ckpt(second / "trial0" / "last")
+    assert torch_close(a["model.conv1.weight"], b["model.conv1.weight"])  # lr ~0: unchanged
+    theta = float(a["model.lif3.threshold"])
+    expect = 4.1616 - (4.1616 - theta) * (1 - 0.0011) ** 2  # annealing continued, not reset
+    assert float(b["model.lif3.threshold"]) == pytest.approx(expect, rel=1e-5)
+
+
+def torch_close(x, y):
+    import torch
+
+    return torch.allclose(x, y, rtol=0, atol=1e-9)

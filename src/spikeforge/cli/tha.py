@@ -42,6 +42,9 @@ def add_parser(subparsers) -> None:
     m.add_argument("--val-size", type=_pos_int, help="validation images held out from the training set")
     m.add_argument("--num-steps", type=_pos_int, help="time steps (default 100)")
     m.add_argument("--batch-size", type=_pos_int)
+    m.add_argument("--init-from", metavar="CHECKPOINT",
+                   help="start from another run's checkpoint (e.g. RUN/trial0/best): weights, batch norm, "
+                        "thresholds; fresh optimizer and LR schedule")
     m.add_argument("--fresh", action="store_true", help="delete the run directory's checkpoints and start again")
     m.add_argument("--quiet", action="store_true", help="no progress bar")
     m.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
@@ -73,6 +76,8 @@ def _mnist(args) -> int:
         v = getattr(args, attr)
         if v is not None:
             sets.append(f"{key}={json.dumps(v)}")
+    if args.init_from:
+        sets.append(f"run.init_from={json.dumps(str(Path(args.init_from).resolve()))}")
     if args.data_dir:
         sets.append(f"data.data_dir={json.dumps(args.data_dir)}")
     if args.quiet:

@@ -144,6 +144,9 @@ class RunSection(Params):
     checkpoint_every: int = Field(50, ge=1, description="iterations between checkpoints")
     log_every: int = Field(10, ge=1, description="iterations between logged loss/threshold points")
     patience: int = Field(0, ge=0, description="early stopping on validation accuracy, in epochs (0: off)")
+    init_from: str | None = Field(None, description="start from the weights, batch-norm state and "
+                                  "(annealed) thresholds of this checkpoint (fresh optimizer and "
+                                  "LR schedule; annealing continues from the loaded thresholds)")
     progress: bool = True
 
 
@@ -326,7 +329,23 @@ def _train_trial(cfg: MnistConfig, trial: int, tdir: Path, train, val, test, res
     opt = torch.optim.Adam(net.parameters(), lr=cfg.train.lr, betas=cfg.train.betas)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.train.t_max_iterations,
                                                        eta_min=cfg.train.eta_min)
-    annealer = (ThresholdAnnealing(net.lif_layers, cfg.anneal_params())
+    fresh_start = not (resume and _ckpt_exists(tdir / "last"))
+    if cfg.run.init_from and fresh_start:
+        src, _ = _load_ckpt(Path(cfg.run.init_from))
+        weights = {k[6:]: v for k, v in src.items() if k.startswith("model.")}
+        own = net.state_dict()
+        bad = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in weights.items()
+               if k in own and tuple(v.shape) != tuple(own[k].shape)]
+        missing = sorted(set(own) - set(weights))
+        if bad or missing:
+            raise ConfigError(f"run.init_from = {cfg.run.init_from} does not fit this network "
+                              f"(shape mismatches: {bad or 'none'}; missing: {missing or 'none'}); "
+                              "use a checkpoint of the same model configuration")
+        net.load_state_dict(weights)
+        log(f"trial {trial}: initialised from {cfg.run.init_from} (thresholds "
+            f"{[round(float(l.threshold), 4) for l in net.lif_layers]})")
+    annealer = (ThresholdAnnealing(net.lif_layers, cfg.anneal_params(),
+                                   reset=not cfg.run.init_from)
                 if cfg.anneal.enabled else None)
     loss_fn = _loss_fn(cfg)
     Xtr, Ytr = train
