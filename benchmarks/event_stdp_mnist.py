@@ -13,7 +13,6 @@ features' reconstruction MSE clearly below that of random features of the same c
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -21,6 +20,7 @@ import time
 import torch
 
 from spikeforge.experiments.event_stdp import load_config, run
+from spikeforge.io.checkpoint import atomic_write_json
 
 
 def main(argv=None) -> int:
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{res['threads']} thread(s); targets: accuracy >= 96 %: {'met' if ok_acc else 'NOT met'}; "
           f"learned MSE < 0.8 x random: {'met' if ok_rec else 'NOT met'}")
-    json.dump(res, sys.stdout if False else open(f"{args.out}/bench.json", "w"), indent=2)
+    atomic_write_json(f"{args.out}/bench.json", {**res, "wall_seconds": wall})
     return 0
 
 
