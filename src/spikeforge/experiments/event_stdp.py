@@ -10,8 +10,10 @@
    Figure: ``features.png`` (the learned features as a grid).
 2. **Feature activity.** The frozen layer is applied convolutionally: every patch position of every
    image (``stride`` apart) is presented, batched over all positions of many images at once, and
-   the spike counts per (position, feature) are summed over a ``pool_grid x pool_grid`` grid of
-   image regions (adaptive average pooling of the count map).
+   the spike counts per (position, feature) are averaged over a ``pool_grid x pool_grid`` grid of
+   image regions (adaptive average pooling of the count map). The frozen layer is the training
+   circuit with the ``[inference]`` settings (softer I->E inhibition, stronger input current,
+   expected instead of sampled input spikes; see :class:`InferenceParams` for why).
 3. **Reconstruction.** Each test patch is rebuilt from the activity of the features on it as the
    spike-count-weighted mean of the active features' weight vectors times ``scale``
    (``reconstruction.normalize = false``: the count-weighted sum), and overlapping patches are

@@ -34,8 +34,9 @@ Tavanaei, Masquelier & Maida (2018):
    step are summed over the batch (exact online learning with ``batch_size = 1``).
 
 The learned features are the columns of ``W``. After training, :func:`respond` runs the same layer
-with learning and threshold adaptation frozen, batched over any number of patches, and returns
-spike counts; :func:`reconstruct_patches` maps counts back to pixels as ``scale * counts @ W.T``.
+with learning and threshold adaptation frozen, batched over any number of patches (with constant,
+expected input a compiled loop, :func:`respond_constant_compiled`), and returns spike counts;
+:func:`reconstruct_patches` maps counts back to pixels through the feature weights.
 """
 
 from __future__ import annotations
