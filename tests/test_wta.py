@@ -106,3 +106,18 @@ def test_compiled_response_equals_pytorch_step(inhibition, k):
     # float32 rounding may move a threshold crossing by a step in rare cases
     assert float((a == b).float().mean()) > 0.995
     assert float((a - b).abs().sum()) <= 0.002 * float(a.sum()) + 2
+
+
+def test_patch_layer_wrapper_learns_and_rejects_wrong_shapes():
+    from spikeforge.config import ConfigError
+    from spikeforge.models.event_stdp import EventSTDPPatchLayer
+
+    layer = EventSTDPPatchLayer(WTALayerParams(n_features=4, n_inputs=9, input_current_na=5.0), seed=0)
+    w0 = layer.w.clone()
+    patches = torch.zeros(40, 9)
+    patches[:, :3] = 1.0                                     # always the same three pixels on
+    assert layer.learn(patches) > 0
+    assert not torch.equal(layer.w, w0)
+    assert layer.respond(patches[:5]).shape == (5, 4)
+    with pytest.raises(ConfigError, match=r"\(9, 5\)"):
+        layer.load_state_dict({"weights": torch.zeros(9, 5), "thresholds": torch.zeros(5)})

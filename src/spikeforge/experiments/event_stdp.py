@@ -250,9 +250,12 @@ def learn_features(images: torch.Tensor, cfg: EventSTDPExperimentParams, generat
 
 def feature_activity(images: torch.Tensor, w: torch.Tensor, thr: torch.Tensor,
                      cfg: EventSTDPExperimentParams, generator: torch.Generator,
-                     keep_counts: int = 0):
-    """Pooled activity ``[n, N * g * g]`` of every image, computed in chunks of images; also the
-    raw counts ``[keep_counts, L, N]`` of the first ``keep_counts`` images (for reconstruction)."""
+                     keep_counts: int = 0,
+                     on_chunk: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None):
+    """Pooled activity ``[n, N * g * g]`` of every image, computed in chunks of images (memory
+    bounded by ``inference.chunk_patches``); also the raw counts ``[keep_counts, L, N]`` of the
+    first ``keep_counts`` images. ``on_chunk(first_index, images, counts [b, L, N])`` is called
+    for every chunk (used to score reconstructions without keeping all counts)."""
     p = cfg.patches
     gr, gc = patch_grid_shape(images.shape[1:], p.size_px, p.stride_px)
     n_pos = gr * gc
@@ -273,6 +276,8 @@ def feature_activity(images: torch.Tensor, w: torch.Tensor, thr: torch.Tensor,
         if lo < kept.shape[0]:
             hi = min(kept.shape[0], lo + x.shape[0])
             kept[lo:hi] = counts[: hi - lo].reshape(hi - lo, n_pos, n_feat)
+        if on_chunk is not None:
+            on_chunk(lo, x, counts.reshape(x.shape[0], n_pos, n_feat))
         maps = counts.permute(0, 3, 1, 2)
         pooled[lo:lo + x.shape[0]] = F.adaptive_avg_pool2d(maps, (g, g)).reshape(x.shape[0], -1)
     return pooled, kept
@@ -408,35 +413,51 @@ def run(cfg: EventSTDPExperimentParams, out: str | Path, *, quiet: bool = False,
                     title="feature training")
         figures["training"] = "training.png"
 
-    # ---- 2. activity ---------------------------------------------------------------------------
-    t0 = time.perf_counter()
-    fit_n = min(cfg.reconstruction.fit_images, x_tr.shape[0])
-    act_gen = torch.Generator().manual_seed(cfg.seed + 1)
-    a_tr, c_fit = feature_activity(x_tr, w, thr, cfg, act_gen, keep_counts=fit_n)
-    a_te, c_te = feature_activity(x_te, w, thr, cfg, act_gen, keep_counts=x_te.shape[0])
-    extract_seconds = time.perf_counter() - t0
-    n_patches = (x_tr.shape[0] + x_te.shape[0]) * c_te.shape[1]
-    log(f"activity of {n_patches} patches in {extract_seconds:.1f} s")
-
-    # ---- 3. reconstruction -----------------------------------------------------------------------
+    # ---- 2. activity, 3. reconstruction ----------------------------------------------------------
+    # Test images are scored chunk by chunk as their activity is computed (bounded memory); only
+    # the counts of the ``fit_images`` training images used to fit the scale are kept.
     def patches_of(x):
         return extract_patches(x, p.size_px, p.stride_px)
 
-    def recon_mse(w_, c_fit_, c_te_):
-        norm = cfg.reconstruction.normalize
-        scale = fit_reconstruction_scale(c_fit_, w_, patches_of(x_tr[:fit_n]), norm)
-        rec = reconstruct_images(c_te_, w_, scale, image_hw, p.size_px, p.stride_px, norm)
-        return float(((rec - x_te) ** 2).mean()), scale, rec
+    norm = cfg.reconstruction.normalize
+    k_show = min(cfg.reconstruction.n_show, x_te.shape[0])
+    fit_n = min(cfg.reconstruction.fit_images, x_tr.shape[0])
+    act_gen = torch.Generator().manual_seed(cfg.seed + 1)
 
-    mse, scale, rec = recon_mse(w, c_fit, c_te)
+    def test_pass(w_, scale_):
+        """Pooled test activity, reconstruction MSE, the first images' reconstructions, and the
+        mean spike count per patch."""
+        sums = {"sq": 0.0, "spikes": 0.0, "patches": 0}
+        shown = torch.zeros((k_show, *image_hw))
+
+        def score(lo, x, counts):
+            rec = reconstruct_images(counts, w_, scale_, image_hw, p.size_px, p.stride_px, norm)
+            sums["sq"] += float(((rec - x) ** 2).sum())
+            sums["spikes"] += float(counts.sum())
+            sums["patches"] += counts.shape[0] * counts.shape[1]
+            if lo < k_show:
+                hi = min(k_show, lo + x.shape[0])
+                shown[lo:hi] = rec[: hi - lo]
+
+        pooled, _ = feature_activity(x_te, w_, thr, cfg, act_gen, on_chunk=score)
+        return pooled, sums["sq"] / x_te.numel(), shown, sums["spikes"] / max(sums["patches"], 1)
+
+    t0 = time.perf_counter()
+    a_tr, c_fit = feature_activity(x_tr, w, thr, cfg, act_gen, keep_counts=fit_n)
+    scale = fit_reconstruction_scale(c_fit, w, patches_of(x_tr[:fit_n]), norm)
+    a_te, mse, rec, spikes_per_patch = test_pass(w, scale)
+    extract_seconds = time.perf_counter() - t0
+    n_patches = (x_tr.shape[0] + x_te.shape[0]) * c_fit.shape[1]
+    log(f"activity of {n_patches} patches in {extract_seconds:.1f} s")
+
     w_rand = random_features_like(w, torch.Generator().manual_seed(cfg.seed + 2))
     _, c_fit_r = feature_activity(x_tr[:fit_n], w_rand, thr, cfg, act_gen, keep_counts=fit_n)
-    _, c_te_r = feature_activity(x_te, w_rand, thr, cfg, act_gen, keep_counts=x_te.shape[0])
-    mse_rand, scale_rand, rec_rand = recon_mse(w_rand, c_fit_r, c_te_r)
+    scale_rand = fit_reconstruction_scale(c_fit_r, w_rand, patches_of(x_tr[:fit_n]), norm)
+    _, mse_rand, rec_rand, _ = test_pass(w_rand, scale_rand)
+    del c_fit, c_fit_r
     mse_zero = float((x_te ** 2).mean())
     log(f"reconstruction MSE: learned {mse:.5f}, random {mse_rand:.5f} (all-zero image {mse_zero:.5f})")
-    k = min(cfg.reconstruction.n_show, x_te.shape[0])
-    plot_reconstructions(x_te[:k], [("learned", rec[:k]), ("random", rec_rand[:k])],
+    plot_reconstructions(x_te[:k_show], [("learned", rec), ("random", rec_rand)],
                          out / "reconstructions.png",
                          title=f"test images; MSE learned {mse:.4f}, random {mse_rand:.4f}")
 
@@ -480,7 +501,7 @@ def run(cfg: EventSTDPExperimentParams, out: str | Path, *, quiet: bool = False,
         "readout_dim": int(a_tr.shape[1]),
         "accuracy": acc_te,
         "train_accuracy": acc_tr,
-        "mean_spikes_per_test_patch": float(c_te.sum(-1).mean()),
+        "mean_spikes_per_test_patch": spikes_per_patch,
         "threads": torch.get_num_threads(),
         "seed": cfg.seed,
         "figures": figures,

@@ -259,6 +259,53 @@ def fit_reconstruction_scale(counts: torch.Tensor, w: torch.Tensor, patches: tor
     return float((r * patches.double()).sum()) / denom if denom > 0 else 0.0
 
 
+class EventSTDPPatchLayer:
+    """Thin stateful wrapper of the functions above: holds the features ``w`` and thresholds
+    ``thr`` and a seeded generator.
+
+    >>> layer = EventSTDPPatchLayer(WTALayerParams(n_features=16, n_inputs=25), seed=0)
+    >>> n_spikes = layer.learn(torch.rand(64, 25))          # event-based STDP on 64 patches
+    >>> layer.respond(torch.rand(10, 25)).shape             # frozen spike counts
+    torch.Size([10, 16])
+    """
+
+    def __init__(self, layer: WTALayerParams, coding: RateCodingParams | None = None,
+                 stdp: EventSTDPParams | None = None, seed: int = 0, batch_size: int = 32):
+        self.layer = layer
+        self.coding = coding or RateCodingParams()
+        self.stdp = stdp or EventSTDPParams()
+        self.batch_size = int(batch_size)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.w = init_weights(layer, self.generator)
+        self.thr = init_thresholds(layer)
+
+    def learn(self, patches: torch.Tensor) -> int:
+        """Present ``patches`` ``[M, n_inputs]`` (in order, ``batch_size`` at a time) with STDP on;
+        returns the number of postsynaptic spikes."""
+        total = 0
+        for lo in range(0, patches.shape[0], self.batch_size):
+            self.w, self.thr, n = train_batch(self.w, self.thr, patches[lo:lo + self.batch_size],
+                                              self.layer, self.coding, self.stdp, self.generator)
+            total += n
+        return total
+
+    def respond(self, patches: torch.Tensor, layer: WTALayerParams | None = None,
+                deterministic: bool = False) -> torch.Tensor:
+        """Spike counts ``[M, n_features]`` of the frozen layer (``layer`` overrides the circuit's
+        parameters, e.g. softer inhibition; see :func:`respond`)."""
+        return respond(self.w, self.thr, patches, layer or self.layer, self.coding,
+                       self.generator, deterministic=deterministic)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"weights": self.w.clone(), "thresholds": self.thr.clone()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        w = torch.as_tensor(state["weights"], dtype=torch.float32)
+        check_weights(w, self.layer)
+        self.w = w.clone()
+        self.thr = torch.as_tensor(state["thresholds"], dtype=torch.float32).reshape(1, -1).clone()
+
+
 # ------------------------------------------------------------------------------------------------
 # compiled response of the frozen layer to constant input currents
 # ------------------------------------------------------------------------------------------------
