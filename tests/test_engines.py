@@ -22,7 +22,8 @@ def _raster(n_steps, n_in, rate_hz, dt_ms, seed):
 
 @pytest.mark.parametrize("delay_ms,rest_ms", [(0.0, 150.0), (10.0, 150.0), (10.0, 2.0)])
 @pytest.mark.parametrize("trace_mode", ["set", "add"])
-def test_numba_and_torch_agree_on_identical_input(delay_ms, rest_ms, trace_mode):
+@pytest.mark.parametrize("bucket_capacity", [None, 1])
+def test_numba_and_torch_agree_on_identical_input(delay_ms, rest_ms, trace_mode, bucket_capacity):
     # rest_ms=2 leaves spikes in flight across the weight normalisation between presentations
     cfg = _config(delay_ms, rest_ms=rest_ms)
     cfg = cfg.replace(stdp=cfg.stdp.replace(trace_mode=trace_mode, nu_pre=0.002, nu_post=0.05))
@@ -32,6 +33,9 @@ def test_numba_and_torch_agree_on_identical_input(delay_ms, rest_ms, trace_mode)
     for eng in engines:
         if eng.name == "torch":
             eng.reset_dynamics(1)
+        else:  # capacity 1: the scheduled pre-spike updates overflow and the scan fallback runs
+            eng.bucket_capacity = bucket_capacity
+            eng.reset_dynamics()
         counts = []
         for k in range(3):  # three presentations with rests, learning on
             raster = _raster(cfg.protocol.example_steps, 30, 150.0, cfg.protocol.dt_ms, seed=k)
@@ -46,6 +50,26 @@ def test_numba_and_torch_agree_on_identical_input(delay_ms, rest_ms, trace_mode)
     np.testing.assert_allclose(w0, w1, rtol=0, atol=1e-10)
     np.testing.assert_allclose(th0, th1, rtol=0, atol=1e-10)
     assert not np.allclose(w0, state.weights), "STDP should have changed the weights"
+
+
+@pytest.mark.parametrize("layer", ["exc", "inh"])
+def test_engines_agree_with_exponential_integration(layer):
+    cfg = DiehlCookConfig.from_dict({"network": {"n_input": 30, "n_neurons": 8, "norm_total": 6.0},
+                                     layer: {"integration": "exponential"}})
+    state = init_state(cfg, np.random.default_rng(1))
+    raster = _raster(600, 30, 150.0, cfg.protocol.dt_ms, seed=4)
+    counts = []
+    for name in ("numba", "torch"):
+        eng = make_engine(name, cfg, state)
+        counts.append(eng.run_events(*raster_to_events(raster), learning=True))
+    assert counts[0].sum() > 0
+    np.testing.assert_array_equal(*counts)
+
+
+def test_overriding_one_inhibitory_field_keeps_the_inhibitory_defaults():
+    cfg = DiehlCookConfig.from_dict({"inh": {"refractory_ms": 3.0}})
+    assert (cfg.inh.v_rest_mv, cfg.inh.v_reset_mv, cfg.inh.tau_m_ms, cfg.inh.adaptive) == (-60.0, -45.0, 10.0, False)
+    assert cfg.inh.refractory_ms == 3.0
 
 
 def test_engines_agree_in_inference_with_batches():

@@ -155,14 +155,44 @@ def _update_layer(v, ge, gi, theta, since, fired, prm, learning, spk):
     return n
 
 
+@njit(cache=True, inline="always")
+def _pre_update(i, j, d, t, W, rule, rule_prm, post1, x_post2, post_last, tab_post2,
+                ring_t, ring_head, ring_ge, hist_len):
+    """Pre-spike STDP update of synapse (i, j) whose spike (emitted at ``t - d``) arrives at ``t``."""
+    old = W[i, j]
+    new = on_pre(rule, rule_prm, old, post1, _decayed(tab_post2, x_post2[j], t - post_last[j]))
+    W[i, j] = new
+    if new != old and d > 0:
+        # later spikes of i still in flight to j carry the old weight
+        r = ring_t.shape[1]
+        h = ring_head[i]
+        for back in range(r):
+            ts = ring_t[i, (h - back) % r]
+            if ts <= t - d:
+                break
+            ring_ge[(ts + d) % hist_len, j] += new - old
+
+
+@njit(cache=True, inline="always")
+def _push(bk_i, bk_j, bk_n, bk_over, t_arrive, i, j):
+    b = t_arrive % bk_n.shape[0]
+    n = bk_n[b]
+    if n < bk_i.shape[1]:
+        bk_i[b, n] = i
+        bk_j[b, n] = j
+        bk_n[b] = n + 1
+    else:
+        bk_over[b] = True
+
+
 @njit(cache=True)
 def run_steps(n_steps, ev_ptr, ev_idx, learning, counts,
               t_now, ne, ni, w_ei, w_ie,
               v_e, ge_e, gi_e, theta, since_e, v_i, ge_i, gi_i, since_i,
               W, D, DT, hist_idx, hist_n, ring_ge,
               rule, rule_prm, trace_set, tab_pre, tab_post1, tab_post2,
-              ring_t, ring_x, ring_head, x_post1, x_post2, post_last, post1_now,
-              recent, spk_e, spk_i, fired, theta_i, rec_t, rec_j, rec_n):
+              ring_t, ring_x, ring_head, x_post1, x_post2, post_last,
+              recent, bk_i, bk_j, bk_n, bk_over, spk_e, spk_i, fired, theta_i, rec_t, rec_j, rec_n):
     """Advance the network ``n_steps`` steps with input events ``(ev_ptr, ev_idx)`` (CSR by step;
     ``ev_ptr`` of length ``n_steps + 1``; all zeros for no input). Adds excitatory spike counts to
     ``counts`` and returns the new global step counter. Excitatory spikes are also written to the
@@ -207,6 +237,13 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts,
                 ring_head[i] = h
                 ring_t[i, h] = t
                 ring_x[i, h] = x_new
+                # schedule the pre-spike update for the neurons whose post trace is live
+                # (only if the trace is still live at arrival: a neuron whose trace expires in
+                # flight and then fires again gets this arrival from its in-flight scan instead)
+                for q in range(recent[0]):
+                    j = recent[q + 1]
+                    if t - post_last[j] + DT[j, i] < post_window:
+                        _push(bk_i, bk_j, bk_n, bk_over, t + DT[j, i], i, j)
             for j in range(n_neurons):
                 q = slot + D[i, j]
                 if q >= hist_len:
@@ -218,36 +255,40 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts,
             ge_e[j] += ring_ge[slot, j]
             ring_ge[slot, j] = 0.0
         if learning:
-            # pre-spike updates at arrival, only for neurons with a non-zero post trace
+            # pre-spike updates at arrival: only neurons with a live post trace can change, and
+            # their arrivals were scheduled into this step's bucket
             n_recent = 0
             for q in range(recent[0]):
                 j = recent[q + 1]
-                gap = t - post_last[j]
-                if gap < post_window:
+                if t - post_last[j] < post_window:
                     recent[n_recent + 1] = j
                     n_recent += 1
-                    post1_now[j] = x_post1[j] * tab_post1[gap]
             recent[0] = n_recent
-            for d in range(min(hist_len, t + 1)):
-                sl = (t - d) % hist_len
-                for qi in range(hist_n[sl]):
-                    i = hist_idx[sl, qi]
-                    for q in range(n_recent):
-                        j = recent[q + 1]
-                        if DT[j, i] != d:
-                            continue
-                        old = W[i, j]
-                        new = on_pre(rule, rule_prm, old, post1_now[j],
-                                     _decayed(tab_post2, x_post2[j], t - post_last[j]))
-                        W[i, j] = new
-                        if new != old and d > 0:
-                            # later spikes of i still in flight to j carry the old weight
-                            h = ring_head[i]
-                            for back in range(r):
-                                ts = ring_t[i, (h - back) % r]
-                                if ts <= t - d:
-                                    break
-                                ring_ge[(ts + d) % hist_len, j] += new - old
+            b = t % hist_len
+            if bk_over[b]:
+                # the bucket overflowed: find this step's arrivals at live neurons by a scan
+                for d in range(min(hist_len, t + 1)):
+                    sl = (t - d) % hist_len
+                    for qi in range(hist_n[sl]):
+                        i = hist_idx[sl, qi]
+                        for q in range(n_recent):
+                            j = recent[q + 1]
+                            if DT[j, i] == d:
+                                post1 = x_post1[j] * tab_post1[t - post_last[j]]
+                                _pre_update(i, j, d, t, W, rule, rule_prm, post1, x_post2, post_last,
+                                            tab_post2, ring_t, ring_head, ring_ge, hist_len)
+                bk_over[b] = False
+            else:
+                for q in range(bk_n[b]):
+                    i = bk_i[b, q]
+                    j = bk_j[b, q]
+                    gap = t - post_last[j]
+                    if gap < post_window:
+                        _pre_update(i, j, DT[j, i], t, W, rule, rule_prm, x_post1[j] * tab_post1[gap],
+                                    x_post2, post_last, tab_post2, ring_t, ring_head, ring_ge, hist_len)
+            bk_n[b] = 0
+        else:
+            bk_n[t % hist_len] = 0
         # excitatory spikes: post-spike STDP on their column, drive the inhibitory partner
         for q in range(n_e):
             j = spk_e[q]
@@ -291,6 +332,13 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts,
                 if gap >= post_window:
                     recent[recent[0] + 1] = j
                     recent[0] += 1
+                    # spikes already in flight to j were not scheduled for it: schedule them now
+                    for d in range(min(hist_len, t + 1)):
+                        sl = (t - d) % hist_len
+                        for qi in range(hist_n[sl]):
+                            i = hist_idx[sl, qi]
+                            if DT[j, i] > d:
+                                _push(bk_i, bk_j, bk_n, bk_over, t - d + DT[j, i], i, j)
                 post_last[j] = t
             ge_i[j] += w_ei
         # inhibitory spikes: all-but-self inhibition, as total minus self
@@ -340,6 +388,7 @@ class NumbaDCEngine(DCEngine):
     """Exact sequential engine: one example at a time, the time loop compiled with numba."""
 
     name = "numba"
+    bucket_capacity: int | None = None  # scheduled pre-spike updates per step (default max(1024, 4N))
 
     def __init__(self, cfg: DiehlCookConfig, state: DiehlCookState, seed: int = 0, device=None):
         super().__init__(cfg, state, seed)
@@ -363,6 +412,9 @@ class NumbaDCEngine(DCEngine):
         self.trace_set = stdp.trace_mode == "set"
         self.tab_pre = trace_table(stdp.tau_pre_ms, dt)
         self.tab_post1 = trace_table(stdp.tau_post1_ms, dt)
+        # the live-post-trace window must outlast the longest delay (no arrival is scheduled twice)
+        if len(self.tab_post1) < n_delay + 2:
+            self.tab_post1 = np.concatenate([self.tab_post1, np.zeros(n_delay + 2 - len(self.tab_post1))])
         self.tab_post2 = trace_table(stdp.tau_post2_ms, dt)
         self.spk_e = np.zeros(n, np.int64)
         self.spk_i = np.zeros(n, np.int64)
@@ -397,16 +449,23 @@ class NumbaDCEngine(DCEngine):
         self.ring_t = np.full((n_in, self.hist_n.shape[0] + 1), never, np.int64)
         self.ring_x = np.zeros((n_in, self.hist_n.shape[0] + 1))
         self.ring_head = np.zeros(n_in, np.int64)
-        self.post1_now = np.zeros(n)
         self.x_post1, self.x_post2 = np.zeros(n), np.zeros(n)
         self.post_last = np.full(n, never, np.int64)
         self.hist_n[:] = 0
         self.ring_ge = np.zeros((self.hist_n.shape[0], n))
         self.recent = np.zeros(n + 1, np.int64)
+        # buckets of scheduled pre-spike updates, one per step of delay; an overflowing bucket
+        # falls back to scanning that step's arrivals
+        cap = self.bucket_capacity or max(1024, 4 * n)
+        self.bk_i = np.zeros((self.hist_n.shape[0], cap), np.int32)
+        self.bk_j = np.zeros((self.hist_n.shape[0], cap), np.int32)
+        self.bk_n = np.zeros(self.hist_n.shape[0], np.int64)
+        self.bk_over = np.zeros(self.hist_n.shape[0], np.bool_)
 
     # dynamic state that a checkpoint carries so that a resumed run continues exactly
     _DYNAMIC = ("v_e", "ge_e", "gi_e", "since_e", "v_i", "ge_i", "gi_i", "since_i", "ring_t",
-                "ring_x", "ring_head", "x_post1", "x_post2", "post_last", "hist_idx", "hist_n", "ring_ge", "recent")
+                "ring_x", "ring_head", "x_post1", "x_post2", "post_last", "hist_idx", "hist_n", "ring_ge", "recent",
+                "bk_i", "bk_j", "bk_n", "bk_over")
 
     def dynamic_state(self) -> dict[str, np.ndarray]:
         out = {k: getattr(self, k).copy() for k in self._DYNAMIC}
@@ -432,7 +491,7 @@ class NumbaDCEngine(DCEngine):
             self.W, self.d_rows, self.d_cols, self.hist_idx, self.hist_n, self.ring_ge,
             self.rule_code, self.rule_prm, self.trace_set, self.tab_pre, self.tab_post1,
             self.tab_post2, self.ring_t, self.ring_x, self.ring_head, self.x_post1, self.x_post2,
-            self.post_last, self.post1_now, self.recent, self.spk_e, self.spk_i,
+            self.post_last, self.recent, self.bk_i, self.bk_j, self.bk_n, self.bk_over, self.spk_e, self.spk_i,
             self.fired, self.theta_i, *self._rec)
 
     def run_events(self, ptr, idx, learning: bool, n_steps: int | None = None) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from ..config import ConfigError, Params
-from ..neurons.conductance_lif import ConductanceLIFParams, inhibitory_defaults, steps
+from ..neurons.conductance_lif import ConductanceLIFParams, InhibitoryLIFParams, steps
 from ..plasticity.stdp import STDPParams
 from ..synapses.projections import normalize_columns  # noqa: F401  (re-exported)
 
@@ -61,7 +61,7 @@ class DiehlCookConfig(Params):
 
     network: NetworkParams = Field(default_factory=NetworkParams)
     exc: ConductanceLIFParams = Field(default_factory=ConductanceLIFParams)
-    inh: ConductanceLIFParams = Field(default_factory=inhibitory_defaults)
+    inh: InhibitoryLIFParams = Field(default_factory=InhibitoryLIFParams)
     stdp: STDPParams = Field(default_factory=STDPParams)
     protocol: ProtocolParams = Field(default_factory=ProtocolParams)
 

@@ -58,13 +58,26 @@ class ConductanceLIFParams(Params):
     integration: Literal["euler", "exponential"] = "euler"
 
 
-def inhibitory_defaults() -> ConductanceLIFParams:
-    """The inhibitory group (Ai) of Diehl & Cook (2015), original code l.267-330."""
-    return ConductanceLIFParams(
-        v_rest_mv=-60.0, v_reset_mv=-45.0, v_thresh_mv=-40.0, tau_m_ms=10.0, e_inh_mv=-85.0,
-        refractory_ms=2.0, clamp_ms=2.0, adaptive=False, theta_init_mv=0.0, theta_offset_mv=0.0,
-        theta_plus_mv=0.0,
-    )
+class InhibitoryLIFParams(ConductanceLIFParams):
+    """The inhibitory group (Ai) of Diehl & Cook (2015), original code l.267-330: its own class so
+    that a config overriding one field keeps the other inhibitory defaults."""
+
+    v_rest_mv: float = -60.0
+    v_reset_mv: float = -45.0
+    v_thresh_mv: float = -40.0
+    tau_m_ms: float = Field(10.0, gt=0)
+    e_inh_mv: float = -85.0
+    refractory_ms: float = Field(2.0, ge=0)
+    clamp_ms: float = Field(2.0, ge=0)
+    adaptive: bool = False
+    theta_init_mv: float = 0.0
+    theta_offset_mv: float = 0.0
+    theta_plus_mv: float = Field(0.0, ge=0)
+
+
+def inhibitory_defaults() -> InhibitoryLIFParams:
+    """The inhibitory group (Ai) of Diehl & Cook (2015)."""
+    return InhibitoryLIFParams()
 
 
 class DecayFactors(NamedTuple):
