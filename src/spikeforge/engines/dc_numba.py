@@ -29,6 +29,7 @@ from numba import njit
 from ..encoding.poisson import poisson_events
 from ..models.diehl_cook import DiehlCookConfig, DiehlCookState
 from ..neurons.conductance_lif import ConductanceLIFParams, decay_factors
+from ..config import ConfigError
 from .base import DCEngine, attempt_seed
 
 # ---------------------------------------------------------------------------------------------
@@ -155,6 +156,65 @@ def _update_layer(v, ge, gi, theta, since, fired, prm, learning, spk):
     return n
 
 
+@njit(cache=True)
+def _update_active(v, ge, gi, since, prm, active, is_active, spk):
+    """The inhibitory layer's update, restricted to neurons that are not at rest.
+
+    A neuron is at rest when its conductances are 0, it is past its refractory and clamp periods and
+    one more update would not change ``v`` (v has reached its floating-point fixed point next to
+    v_rest). Updating it would change nothing, so it is skipped until its excitatory partner drives
+    it again: bitwise the same result as updating every neuron. ``active[0]`` is the count."""
+    v_rest, v_reset, v_th = prm[0], prm[1], prm[2]
+    e_exc, e_inh, dtm = prm[3], prm[4], prm[5]
+    f_ge, f_gi = prm[6], prm[7]
+    refr, clamp = int(prm[10]), int(prm[11])
+    exponential = prm[13] != 0.0
+    quiet = max(refr, clamp)
+    n = 0
+    kept = 0
+    for q in range(active[0]):
+        j = active[q + 1]
+        s = since[j] + 1
+        g_e = ge[j]
+        g_i = gi[j]
+        vj = v[j]
+        if exponential:
+            gt = 1.0 + g_e + g_i
+            v_inf = (v_rest + g_e * e_exc + g_i * e_inh) / gt
+            v_new = v_inf + (vj - v_inf) * np.exp(-dtm * gt)
+        else:
+            v_new = vj + dtm * ((v_rest - vj) + g_e * (e_exc - vj) + g_i * (e_inh - vj))
+        if s < clamp:
+            v_new = v_reset
+        g_e *= f_ge
+        g_i *= f_gi
+        ge[j] = g_e if g_e > 1e-100 else 0.0
+        gi[j] = g_i if g_i > 1e-100 else 0.0
+        if v_new > v_th and s >= refr:
+            v_new = v_reset
+            s = 0
+            spk[n] = j
+            n += 1
+        rest = ge[j] == 0.0 and gi[j] == 0.0 and s >= quiet and v_new == vj
+        v[j] = v_new
+        since[j] = s
+        if rest:
+            is_active[j] = False
+        else:
+            active[kept + 1] = j
+            kept += 1
+    active[0] = kept
+    return n
+
+
+@njit(cache=True, inline="always")
+def _activate(j, active, is_active):
+    if not is_active[j]:
+        is_active[j] = True
+        active[active[0] + 1] = j
+        active[0] += 1
+
+
 @njit(cache=True, inline="always")
 def _pre_update(i, j, d, t, W, rule, rule_prm, post1, x_post2, post_last, tab_post2,
                 ring_t, ring_head, ring_ge, hist_len):
@@ -192,7 +252,8 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts,
               W, D, DT, hist_idx, hist_n, ring_ge,
               rule, rule_prm, trace_set, tab_pre, tab_post1, tab_post2,
               ring_t, ring_x, ring_head, x_post1, x_post2, post_last,
-              recent, bk_i, bk_j, bk_n, bk_over, spk_e, spk_i, fired, theta_i, rec_t, rec_j, rec_n):
+              recent, bk_i, bk_j, bk_n, bk_over, spk_e, spk_i, fired, inh_active, inh_is_active,
+              rec_t, rec_j, rec_n):
     """Advance the network ``n_steps`` steps with input events ``(ev_ptr, ev_idx)`` (CSR by step;
     ``ev_ptr`` of length ``n_steps + 1``; all zeros for no input). Adds excitatory spike counts to
     ``counts`` and returns the new global step counter. Excitatory spikes are also written to the
@@ -218,7 +279,7 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts,
     for s in range(n_steps):
         t = t_now + s
         n_e = _update_layer(v_e, ge_e, gi_e, theta, since_e, fired, ne, learning, spk_e)
-        n_i = _update_layer(v_i, ge_i, gi_i, theta_i, since_i, fired, ni, False, spk_i)
+        n_i = _update_active(v_i, ge_i, gi_i, since_i, ni, inh_active, inh_is_active, spk_i)
         slot = t % hist_len
         # input spikes of this step: delay history, pre-trace rings, and delivery into ring_ge
         m = 0
@@ -341,6 +402,7 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts,
                                 _push(bk_i, bk_j, bk_n, bk_over, t - d + DT[j, i], i, j)
                 post_last[j] = t
             ge_i[j] += w_ei
+            _activate(j, inh_active, inh_is_active)
         # inhibitory spikes: all-but-self inhibition, as total minus self
         if n_i > 0:
             total = w_ie * n_i
@@ -392,6 +454,9 @@ class NumbaDCEngine(DCEngine):
 
     def __init__(self, cfg: DiehlCookConfig, state: DiehlCookState, seed: int = 0, device=None):
         super().__init__(cfg, state, seed)
+        if cfg.inh.adaptive:
+            raise ConfigError("the compiled engine has no adaptive threshold for the inhibitory layer: "
+                              "set inh.adaptive = false or use --engine torch")
         net, proto, stdp = cfg.network, cfg.protocol, cfg.stdp
         n_in, n = net.n_input, net.n_neurons
         dt = proto.dt_ms
@@ -419,7 +484,6 @@ class NumbaDCEngine(DCEngine):
         self.spk_e = np.zeros(n, np.int64)
         self.spk_i = np.zeros(n, np.int64)
         self.fired = np.zeros(n, np.bool_)
-        self.theta_i = np.zeros(n)  # the inhibitory layer has no adaptive threshold
         self.reset_dynamics()
 
     _rec = (np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(1, np.int64))
@@ -446,6 +510,9 @@ class NumbaDCEngine(DCEngine):
         self.ge_e, self.gi_e, self.ge_i, self.gi_i = (np.zeros(n) for _ in range(4))
         self.since_e = np.full(n, 1 << 30, np.int64)
         self.since_i = np.full(n, 1 << 30, np.int64)
+        # inhibitory neurons not yet at rest (all, at the start)
+        self.inh_active = np.concatenate([[n], np.arange(n)]).astype(np.int64)
+        self.inh_is_active = np.ones(n, np.bool_)
         self.ring_t = np.full((n_in, self.hist_n.shape[0] + 1), never, np.int64)
         self.ring_x = np.zeros((n_in, self.hist_n.shape[0] + 1))
         self.ring_head = np.zeros(n_in, np.int64)
@@ -465,7 +532,7 @@ class NumbaDCEngine(DCEngine):
     # dynamic state that a checkpoint carries so that a resumed run continues exactly
     _DYNAMIC = ("v_e", "ge_e", "gi_e", "since_e", "v_i", "ge_i", "gi_i", "since_i", "ring_t",
                 "ring_x", "ring_head", "x_post1", "x_post2", "post_last", "hist_idx", "hist_n", "ring_ge", "recent",
-                "bk_i", "bk_j", "bk_n", "bk_over")
+                "bk_i", "bk_j", "bk_n", "bk_over", "inh_active", "inh_is_active")
 
     def dynamic_state(self) -> dict[str, np.ndarray]:
         out = {k: getattr(self, k).copy() for k in self._DYNAMIC}
@@ -492,7 +559,7 @@ class NumbaDCEngine(DCEngine):
             self.rule_code, self.rule_prm, self.trace_set, self.tab_pre, self.tab_post1,
             self.tab_post2, self.ring_t, self.ring_x, self.ring_head, self.x_post1, self.x_post2,
             self.post_last, self.recent, self.bk_i, self.bk_j, self.bk_n, self.bk_over, self.spk_e, self.spk_i,
-            self.fired, self.theta_i, *self._rec)
+            self.fired, self.inh_active, self.inh_is_active, *self._rec)
 
     def run_events(self, ptr, idx, learning: bool, n_steps: int | None = None) -> np.ndarray:
         """Run one phase driven by CSR input events; returns excitatory spike counts."""
