@@ -60,7 +60,7 @@ class DataParams(Params):
     data_dir: Optional[str] = None
     train_limit: Optional[int] = Field(None, ge=1, description="first n training images (None: all)")
     test_limit: Optional[int] = Field(None, ge=1, description="first n test images (None: all)")
-    feature_images: int = Field(10_000, ge=1, description="training images whose patches train "
+    feature_images: int = Field(20_000, ge=1, description="training images whose patches train "
                                 "the features (capped at the images loaded)")
 
 
@@ -73,7 +73,7 @@ class TrainingParams(Params):
 
 
 class ReadoutParams(Params):
-    pool_grid: int = Field(3, ge=1, le=64, description="activity pooled over pool_grid^2 regions")
+    pool_grid: int = Field(4, ge=1, le=64, description="activity pooled over pool_grid^2 regions")
     epochs: int = Field(30, ge=1, le=10_000)
     learning_rate: float = Field(2e-3, gt=0.0, le=1.0, description="Adam step size")
     batch_size: int = Field(256, ge=1)
