@@ -107,6 +107,16 @@ def _decayed(tab, value, gap):
     return value * tab[gap]
 
 
+@njit(cache=True, inline="always")
+def _integrate(v, g_e, g_i, v_rest, e_exc, e_inh, dtm, exponential):
+    """One step of the membrane equation (forward Euler, or exact for constant conductances)."""
+    if exponential:
+        gt = 1.0 + g_e + g_i
+        v_inf = (v_rest + g_e * e_exc + g_i * e_inh) / gt
+        return v_inf + (v - v_inf) * np.exp(-dtm * gt)
+    return v + dtm * ((v_rest - v) + g_e * (e_exc - v) + g_i * (e_inh - v))
+
+
 @njit(cache=True)
 def _update_layer(v, ge, gi, theta, since, fired, prm, learning, spk):
     """Integrate, threshold and reset one layer; writes spiking indices to ``spk``, returns count.
@@ -129,12 +139,7 @@ def _update_layer(v, ge, gi, theta, since, fired, prm, learning, spk):
         g_e = ge[j]
         g_i = gi[j]
         vj = v[j]
-        if exponential:
-            gt = 1.0 + g_e + g_i
-            v_inf = (v_rest + g_e * e_exc + g_i * e_inh) / gt
-            v_new = v_inf + (vj - v_inf) * np.exp(-dtm * gt)
-        else:
-            v_new = vj + dtm * ((v_rest - vj) + g_e * (e_exc - vj) + g_i * (e_inh - vj))
+        v_new = _integrate(vj, g_e, g_i, v_rest, e_exc, e_inh, dtm, exponential)
         v_new = v_reset if s < clamp else v_new
         g_e = g_e * f_ge
         g_i = g_i * f_gi
@@ -178,12 +183,7 @@ def _update_active(v, ge, gi, since, prm, active, is_active, spk):
         g_e = ge[j]
         g_i = gi[j]
         vj = v[j]
-        if exponential:
-            gt = 1.0 + g_e + g_i
-            v_inf = (v_rest + g_e * e_exc + g_i * e_inh) / gt
-            v_new = v_inf + (vj - v_inf) * np.exp(-dtm * gt)
-        else:
-            v_new = vj + dtm * ((v_rest - vj) + g_e * (e_exc - vj) + g_i * (e_inh - vj))
+        v_new = _integrate(vj, g_e, g_i, v_rest, e_exc, e_inh, dtm, exponential)
         if s < clamp:
             v_new = v_reset
         g_e *= f_ge
