@@ -70,6 +70,8 @@ class TrainingParams(Params):
                             "(STDP updates of a step summed over them; 1 = exact online rule)")
     min_pixel_sum: float = Field(1.0, ge=0.0, description="skip patches whose pixel sum "
                                  "(pixels in [0,1]) is below this (Tavanaei skips blank ones)")
+    final_lr_fraction: float = Field(1.0, gt=0.0, le=1.0, description="learning rate decays "
+                                     "linearly over training to this fraction (1: constant)")
 
 
 class ReadoutParams(Params):
@@ -222,11 +224,17 @@ def learn_features(images: torch.Tensor, cfg: EventSTDPExperimentParams, generat
     history: list[dict[str, float]] = []
     p, tr = cfg.patches, cfg.training
     chunk_images = max(1, 8192 // p.count)
+    n_total = max(tr.epochs * images.shape[0], 1)
+    stdp = cfg.event_stdp
     for epoch in range(start_epoch, tr.epochs):
         order = torch.randperm(images.shape[0], generator=generator)
         n_patches = n_spikes = 0
         t0 = time.perf_counter()
         for lo in range(0, images.shape[0], chunk_images):
+            if tr.final_lr_fraction < 1.0:
+                done = (epoch * images.shape[0] + lo) / n_total
+                stdp = cfg.event_stdp.replace(learning_rate=cfg.event_stdp.learning_rate * (
+                    1.0 - (1.0 - tr.final_lr_fraction) * done))
             batch_imgs = images[order[lo:lo + chunk_images]]
             pt = extract_patches(batch_imgs, p.size_px, p.stride_px, p.count, generator)
             pt = pt.reshape(-1, pt.shape[-1])
@@ -234,7 +242,7 @@ def learn_features(images: torch.Tensor, cfg: EventSTDPExperimentParams, generat
             pt = pt[torch.randperm(pt.shape[0], generator=generator)]
             for b in range(0, pt.shape[0], tr.batch_size):
                 w, thr, n = train_batch(w, thr, pt[b:b + tr.batch_size], cfg.layer, cfg.coding,
-                                        cfg.event_stdp, generator)
+                                        stdp, generator)
                 n_spikes += n
             n_patches += pt.shape[0]
         stats = {"epoch": epoch + 1, "patches": n_patches, "seconds": time.perf_counter() - t0,
@@ -304,7 +312,7 @@ def train_readout(x_train: torch.Tensor, y_train: torch.Tensor, p: ReadoutParams
     bias [C], mean [D], std [D], loss_history)``."""
     mean = x_train.mean(0)
     std = x_train.std(0).clamp_min(1e-6)
-    xs = (x_train - mean) / std
+    xs = x_train.sub(mean).div_(std)
     gen = torch.Generator().manual_seed(seed)
     lin = torch.nn.Linear(xs.shape[1], n_classes)
     with torch.no_grad():
