@@ -98,7 +98,7 @@ class InferenceParams(Params):
                                       "input spikes (pixel * max_prob) instead of Bernoulli draws")
     chunk_patches: int = Field(32768, ge=1, description="patches simulated at once (memory bound)")
     engine: Literal["numba", "torch"] = Field("numba", description="numba: compiled loop for "
-                                              "deterministic input (tested equal to torch)")
+                                              "deterministic input (tested against the torch step)")
 
 
 class ReconstructionParams(Params):

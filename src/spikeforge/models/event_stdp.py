@@ -216,7 +216,8 @@ def respond(w: torch.Tensor, thr: torch.Tensor, patches: torch.Tensor, layer: WT
     ``deterministic=True`` replaces the Bernoulli input spikes by their expectation
     ``pixel * max_prob`` (a rate-based drive; the layer still spikes). The input current is then
     constant during the presentation, and with ``engine="numba"`` the steps run in a compiled loop
-    (:func:`respond_constant_compiled`, several times faster; tested equal to the PyTorch step).
+    (:func:`respond_constant_compiled`, several times faster; a test compares it with the PyTorch
+    step: equal counts up to rare float32 rounding at the threshold).
     Bernoulli input always uses the PyTorch step."""
     check_weights(w, layer)
     out = torch.empty((patches.shape[0], w.shape[1]), dtype=torch.float32)
