@@ -122,3 +122,27 @@ def test_normalized_reconstruction_is_mean_of_active_features():
     assert torch.allclose(rec[0], 2.0 * (0.75 * w[:, 0] + 0.25 * w[:, 1]))
     assert torch.equal(rec[1], torch.zeros(3))                # a silent patch rebuilds as blank
     assert torch.allclose(reconstruct_patches(counts, w, 1.0), counts @ w.T)
+
+
+def test_layer_training_applies_the_rule_on_each_post_spike():
+    """A neuron driven by always-on inputs 0 and 2 fires at every step; each spike must apply the
+    rule once: LTP for inputs 0 and 2 (active), LTD for the silent input 1."""
+    from spikeforge.models.event_stdp import RateCodingParams, WTALayerParams, train_batch
+
+    layer = WTALayerParams.from_dict(dict(
+        n_features=1, n_inputs=3, inhibition="none", input_current_na=1.0,
+        excitatory=dict(v_rest_mv=0.0, v_reset_mv=0.0, v_thresh_mv=1.0, tau_m_ms=0.01,
+                        r_mohm=1.0, refractory_ms=0.0)))
+    coding = RateCodingParams(steps=3, dt_ms=1.0, max_rate_hz=1000.0)   # P(spike) = pixel
+    p = EventSTDPParams.from_dict(dict(learning_rate=0.1, a_minus=0.5, decay_lambda=0.2,
+                                       window_steps=0))
+    w = torch.tensor([[0.8], [0.5], [0.8]])
+    patch = torch.tensor([[1.0, 0.0, 1.0]])
+    w_new, _, n_spikes = train_batch(w, torch.zeros(1, 1), patch, layer, coding, p)
+    assert n_spikes == 3
+    expected = w.clone()
+    for _ in range(3):
+        expected[0] += 0.1 * (1.0 - 1.2 * expected[0])
+        expected[2] += 0.1 * (1.0 - 1.2 * expected[2])
+        expected[1] -= 0.1 * 0.5 * 1.2 * expected[1]
+    assert torch.allclose(w_new, expected, atol=1e-6)
