@@ -170,3 +170,12 @@ def test_projections_against_explicit_matrices():
     torch.testing.assert_close(dense(x, w), torch.tensor([[0 + 6 + 9.0, 1 + 7 + 10, 2 + 8 + 11]]))
     with pytest.raises(ValueError, match="weights expect 5"):
         dense(x, torch.ones(5, 2))
+
+
+@pytest.mark.parametrize("engine", ["numba", "torch"])
+@pytest.mark.parametrize("kind", ["postpre", "presynaptic"])
+def test_power_law_rules_stay_finite_above_w_max(engine, kind):
+    # column normalisation can leave a weight above w_max; the soft bound must then give 0, not NaN
+    cfg, eng = _rule_engine(engine, kind, 1.3)
+    _, w = _run(eng, [3], 15)
+    assert np.isfinite(w) and w <= 1.3

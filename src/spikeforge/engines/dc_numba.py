@@ -61,7 +61,7 @@ def on_pre(code, prm, w, x_post1, x_post2):
     if code == TRIPLET:
         w = w + prm[2] * prm[0] * x_post1
     elif code == POSTPRE:
-        w = w + prm[2] * prm[0] * x_post1 * w ** prm[6]
+        w = w + prm[2] * prm[0] * x_post1 * max(w, 0.0) ** prm[6]
     return clip(w, prm[3], prm[4])
 
 
@@ -72,7 +72,8 @@ def on_post(code, prm, w, x_pre, x_post2_before):
     if code == TRIPLET:
         w = w + prm[1] * x_pre * x_post2_before
     elif code == POSTPRE or code == PRESYNAPTIC:
-        w = w + prm[1] * (x_pre - prm[5]) * (prm[4] - w) ** prm[6]
+        # normalisation can leave w above w_max: the soft bound then gives 0, not a complex power
+        w = w + prm[1] * (x_pre - prm[5]) * max(prm[4] - w, 0.0) ** prm[6]
     elif code == EXPONENTIAL:
         w = w + prm[1] * (x_pre * np.exp(-prm[7] * w) - prm[5] * np.exp(-prm[7] * (prm[4] - w)))
     return clip(w, prm[3], prm[4])

@@ -18,7 +18,7 @@ def pre_update(p: STDPParams, w: torch.Tensor, arrived: torch.Tensor, x_post1: t
     if p.kind == "triplet":
         return (p.pre_sign * p.nu_pre) * torch.einsum("bij,bj->ij", arrived, x_post1)
     if p.kind == "postpre":
-        return (p.pre_sign * p.nu_pre) * torch.einsum("bij,bj->ij", arrived, x_post1) * w ** p.mu
+        return (p.pre_sign * p.nu_pre) * torch.einsum("bij,bj->ij", arrived, x_post1) * w.clamp_min(0) ** p.mu
     return torch.zeros_like(w)
 
 
@@ -28,7 +28,7 @@ def post_update(p: STDPParams, w: torch.Tensor, x_pre: torch.Tensor, post_spikes
     if p.kind == "triplet":
         return p.nu_post * torch.einsum("bij,bj->ij", x_pre, post_spikes * x_post2_before)
     if p.kind in ("postpre", "presynaptic"):
-        return p.nu_post * torch.einsum("bij,bj->ij", x_pre - p.x_tar, post_spikes) * (p.w_max - w) ** p.mu
+        return p.nu_post * torch.einsum("bij,bj->ij", x_pre - p.x_tar, post_spikes) * (p.w_max - w).clamp_min(0) ** p.mu
     if p.kind == "exponential":
         pot = torch.einsum("bij,bj->ij", x_pre, post_spikes) * torch.exp(-p.beta * w)
         dep = post_spikes.sum(0)[None, :] * p.x_tar * torch.exp(-p.beta * (p.w_max - w))
