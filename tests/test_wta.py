@@ -85,8 +85,12 @@ def test_adaptive_threshold_shared_across_batch():
     thr = torch.tensor([[0.2, 0.2, 0.2]])
     st = _fresh_state(p, 2, thr)
     st, s = layer_step(st, torch.tensor([[1.0, 0.0], [1.0, 0.0]]), w, p, 1.0, adapt=True)
-    # thr <- thr - alpha * thr + beta * (spikes summed over the two parallel patches)
-    assert torch.allclose(st.exc.thr, torch.tensor([[0.18 + 1.0, 0.18, 0.18]]))
+    # thr <- thr - alpha * thr + beta * (mean spike of the two parallel patches)
+    assert torch.allclose(st.exc.thr, torch.tensor([[0.18 + 0.5, 0.18, 0.18]]))
+    # one patch spiking out of two counts half
+    st = _fresh_state(p, 2, thr)
+    st, s = layer_step(st, torch.tensor([[1.0, 0.0], [0.0, 0.0]]), w, p, 1.0, adapt=True)
+    assert torch.allclose(st.exc.thr, torch.tensor([[0.18 + 0.25, 0.18, 0.18]]))
 
 
 @pytest.mark.parametrize("inhibition,k", [("ei", 1), ("none", 1), ("k_winners", 1), ("k_winners", 3)])

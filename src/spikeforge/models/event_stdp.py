@@ -14,7 +14,8 @@ Tavanaei, Masquelier & Maida (2018):
    column ``W[:, j]`` is feature ``j``. The adaptive threshold of the talk,
    ``thr <- thr - alpha * thr + beta * spikes``, is the homeostasis that spreads the inputs over
    all features; it belongs to the neuron, so it is shared by all patches presented in parallel
-   (the spikes of the batch are summed in the ``beta`` term) and persists from patch to patch.
+   (``spikes`` is then the mean over the batch, so the set point ``beta * rate / alpha`` does not
+   depend on the batch size) and persists from patch to patch.
 4. **Winner-take-all**, one of:
 
    - ``"ei"`` (the talk's circuit, :mod:`spikeforge.synapses.wta`): excitatory neuron ``j`` drives
@@ -61,7 +62,7 @@ def _default_excitatory() -> CurrentLIFParams:
     # Talk-style LIF in "membrane units": rest/reset 0, threshold 1; the adaptive threshold
     # (alpha, beta) provides homeostasis. Values tuned for 7x7 MNIST patches (docs/benchmarks.md).
     return CurrentLIFParams(v_rest_mv=0.0, v_reset_mv=0.0, v_thresh_mv=1.0, tau_m_ms=10.0,
-                            r_mohm=1.0, refractory_ms=2.0, adapt_alpha=0.001, adapt_beta_mv=0.05)
+                            r_mohm=1.0, refractory_ms=2.0, adapt_alpha=0.001, adapt_beta_mv=1.6)
 
 
 def _default_inhibitory() -> CurrentLIFParams:
@@ -159,8 +160,9 @@ def layer_step(state: LayerState, input_spikes: torch.Tensor, w: torch.Tensor,
         new_exc = new_exc._replace(refractory_left=left)
         spikes = winners
     if adapt:
-        # the talk's adaptive threshold with the spikes of all parallel copies of the neuron
-        new_thr = thr - ep.adapt_alpha * thr + ep.adapt_beta_mv * spikes.to(thr.dtype).sum(
+        # the talk's adaptive threshold; parallel copies of the neuron contribute their mean spike,
+        # so the set point does not depend on the batch size (batch 1: the equation exactly)
+        new_thr = thr - ep.adapt_alpha * thr + ep.adapt_beta_mv * spikes.to(thr.dtype).mean(
             0, keepdim=True)
     else:
         new_thr = thr
