@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import torch
 
+from .projections import all_but_self
+
 
 def identity_matrix(n: int, weight: float = 1.0, *, dtype=torch.float32) -> torch.Tensor:
     """``[n, n]`` one-to-one wiring: ``weight`` on the diagonal, 0 elsewhere."""
@@ -35,9 +37,10 @@ def hollow_matrix(n: int, weight: float = 1.0, *, dtype=torch.float32) -> torch.
 
 
 def hollow_current(spikes: torch.Tensor, weight: float) -> torch.Tensor:
-    """``spikes @ hollow_matrix(N, weight)`` for ``spikes`` of shape ``[..., N]``, in O(N)."""
+    """``spikes @ hollow_matrix(N, weight)`` for ``spikes`` of shape ``[..., N]``, in O(N)
+    (the all-but-self projection of :mod:`spikeforge.synapses.projections`; bool spikes allowed)."""
     s = spikes.to(torch.float32) if not spikes.is_floating_point() else spikes
-    return weight * (s.sum(dim=-1, keepdim=True) - s)
+    return all_but_self(s, weight)
 
 
 def k_winners(candidates: torch.Tensor, drive: torch.Tensor, k: int) -> torch.Tensor:
