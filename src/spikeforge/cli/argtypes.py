@@ -6,22 +6,29 @@ from __future__ import annotations
 import argparse
 
 
-def _whole(text: str) -> int:
+def whole(text: str) -> int:
     try:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
 
 
+def number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+
+
 def positive_int(text: str) -> int:
-    value = _whole(text)
+    value = whole(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
     return value
 
 
 def nonneg_int(text: str) -> int:
-    value = _whole(text)
+    value = whole(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value
