@@ -127,3 +127,14 @@ def torch_close(x, y):
     import torch
 
     return torch.allclose(x, y, rtol=0, atol=1e-9)
+
+
+def test_evaluate_checkpoint_reproduces_the_logged_accuracy(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _tiny_mnist(out, "--epochs", "1") == 0
+    t = json.loads((out / "results.json").read_text())["trials"][0]
+    capsys.readouterr()
+    assert main(["tha", "evaluate", str(out / "trial0" / "last")]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["test_acc"] == pytest.approx(t["final_test_acc"])
+    assert res["val_acc"] == pytest.approx(t["epochs"][-1]["val_acc"])

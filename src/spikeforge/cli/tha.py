@@ -60,7 +60,22 @@ def add_parser(subparsers) -> None:
     s.add_argument("--quiet", action="store_true")
     s.add_argument("--show-config", action="store_true")
     s.set_defaults(func=_spike_timing)
+    e = sub.add_parser("evaluate", help="accuracy of a 'tha mnist' checkpoint on the validation split and the test set")
+    e.add_argument("checkpoint", help="checkpoint prefix, e.g. runs/tha_mnist/trial0/best")
+    e.add_argument("--data-dir", help="MNIST IDX directory (default: the one in the checkpoint's config)")
+    e.add_argument("--split", choices=("val", "test", "both"), default="both")
+    e.add_argument("--threads", type=_pos_int, default=1)
+    e.set_defaults(func=_evaluate)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+
+def _evaluate(args) -> int:
+    from ..experiments.tha import evaluate_checkpoint
+
+    splits = ("val", "test") if args.split == "both" else (args.split,)
+    res = evaluate_checkpoint(args.checkpoint, args.data_dir, splits, args.threads)
+    print(json.dumps(res, indent=2))
+    return 0
 
 
 def _mnist(args) -> int:

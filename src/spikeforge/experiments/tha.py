@@ -266,6 +266,28 @@ def _loss_fn(cfg: MnistConfig) -> Callable:
     return count_cross_entropy
 
 
+def evaluate_checkpoint(path: str | os.PathLike, data_dir: str | None = None,
+                        splits: tuple[str, ...] = ("val", "test"), threads: int = 1) -> dict:
+    """Accuracy of a ``tha mnist`` checkpoint on the validation split and/or the test set, with the
+    configuration stored in the checkpoint (``data_dir`` overrides where MNIST is read from)."""
+    torch.set_num_threads(threads)
+    tensors, meta = _load_ckpt(Path(path))
+    cfg = MnistConfig.from_dict(meta["config"])
+    if data_dir is not None:
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"data_dir": data_dir})})
+    net = THAMnistNet(cfg.model)
+    net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    _, val, test = _load_mnist_splits(cfg)
+    out = {"checkpoint": str(path), "global_step": meta.get("state", {}).get("global_step"),
+           "epochs_done": meta.get("state", {}).get("epoch"),
+           "thresholds": [float(l.threshold) for l in net.lif_layers]}
+    for name, (X, Y) in (("val", val), ("test", test)):
+        if name in splits:
+            out[f"{name}_acc"] = evaluate(net, X, Y, cfg.train.eval_batch_size)
+            out[f"{name}_size"] = int(X.shape[0])
+    return out
+
+
 def _config_identity(cfg: MnistConfig) -> dict:
     """The part of the config a checkpoint must match to be resumed (not run length/logging)."""
     d = cfg.to_dict()
