@@ -17,8 +17,9 @@ a ring of future conductance increments, one slot per step of delay); per excita
 weight column. STDP traces are never decayed step by step: each trace stores its value at its last
 update and the step of that update, and is read through a table of ``exp(-k dt / tau)`` (exact for
 exponential decay; the table ends where the factor is below 1e-20, so a dropped term is under
-the rounding of any weight above 1e-8). Pre-spike updates are only
-computed for the few neurons whose post trace is still non-zero. Nothing is allocated in the loop.
+the rounding of any weight above 1e-8). Pre-spike updates are only computed for the few neurons
+whose post trace is still non-zero, and inhibitory neurons at rest are skipped until driven.
+Nothing is allocated in the loop.
 """
 
 from __future__ import annotations
@@ -271,8 +272,10 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts,
     trace value just after each, long enough to cover the longest delay, so the trace a synapse
     with delay ``d`` sees at step ``t`` is read from the newest spike emitted at or before ``t - d``.
     The pre-spike (depression) update at arrival is only non-zero for neurons whose post trace is
-    non-zero; those are kept in ``recent`` (``recent[0]`` is the count), so arrivals are checked
-    against a handful of neurons rather than all N."""
+    non-zero; those are kept in ``recent`` (``recent[0]`` is the count). When an input fires, its
+    arrivals at those neurons are scheduled into per-step buckets (``bk_*``); a neuron that fires
+    after a quiet spell schedules the spikes already in flight to it. A bucket that overflows falls
+    back to scanning its step's arrivals, so the capacity never changes the result."""
     n_in, n_neurons = W.shape
     hist_len = hist_n.shape[0]
     r = ring_t.shape[1]
