@@ -40,8 +40,10 @@ def _format_validation_error(cls: type, err: ValidationError) -> str:
             section = _section_class(cls, tuple(e["loc"][:-1]))
             allowed = ", ".join(sorted(section.model_fields)) if section else "see the docs"
             lines.append(f"  unknown key '{loc}' (allowed keys: {allowed})")
-        else:
+        elif e["loc"] and not isinstance(e.get("input"), dict):
             lines.append(f"  {loc} = {e.get('input')!r}: {e['msg']}")
+        else:  # a check across fields: the message names them; the whole section is not repeated
+            lines.append(f"  {loc}: {e['msg']}")
     return "\n".join(lines)
 
 

@@ -7,15 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
-
-def _pos_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {v}")
-    return v
+from .argtypes import positive_int as _pos_int
 
 
 def add_parser(subparsers) -> None:
