@@ -137,7 +137,7 @@ class Experiment:
         return make_engine(self.run.engine, self.model, state, seed=self.run.seed, device=self.run.device)
 
     def _present(self, engine, images, learning, stage, epoch, start, stop):
-        """Present images[start:stop] in chunks; yields (index, counts, attempts) per chunk."""
+        """Present images[start:stop] in chunks; yields (b0, b1, counts, attempts) per chunk."""
         bs = self.run.batch_size if engine.name == "torch" else 1
         for b0 in range(start, stop, bs):
             b1 = min(stop, b0 + bs)

@@ -223,6 +223,15 @@ class _LeakyFused(torch.autograd.Function):
         return gx, g_beta, g_theta, g_u0, None, None, None
 
 
+def _membrane(u, x, s_prev, beta, theta, reset):
+    """The recurrence on tensors: leak, input, and the reset of the previous step's spike."""
+    if reset == "subtract":
+        return beta * u + x - s_prev * theta
+    if reset == "zero":
+        return beta * (1.0 - s_prev) * u + x
+    return beta * u + x
+
+
 def _unfused(x, beta, theta, u0, num_steps, reset, surrogate):
     """Reference recurrence on the [T or 1, M] layout; parameters are [K] indexed m % K."""
     M = x.shape[1]
@@ -237,12 +246,7 @@ def _unfused(x, beta, theta, u0, num_steps, reset, surrogate):
     spikes, mems = [], []
     for t in range(num_steps):
         xt = x[0] if x.shape[0] == 1 else x[t]
-        if reset == "subtract":
-            u = b * u + xt - s_prev * th
-        elif reset == "zero":
-            u = b * (1.0 - s_prev) * u + xt
-        else:
-            u = b * u + xt
+        u = _membrane(u, xt, s_prev, b, th, reset)
         s = spike_fn(u - th, surrogate)
         s_prev = s.detach()
         spikes.append(s)
@@ -386,10 +390,5 @@ def leaky_step(x: torch.Tensor, mem: torch.Tensor, beta: float | torch.Tensor,
         beta = torch.tensor(float(beta), dtype=x.dtype)
     beta = beta.clamp(0.0, 1.0)
     s_prev = (mem > threshold).to(x.dtype).detach()
-    if reset == "subtract":
-        mem = beta * mem + x - s_prev * threshold
-    elif reset == "zero":
-        mem = beta * (1.0 - s_prev) * mem + x
-    else:
-        mem = beta * mem + x
+    mem = _membrane(mem, x, s_prev, beta, threshold, reset)
     return spike_fn(mem - threshold, sur), mem
