@@ -45,9 +45,10 @@ def test_stages_continue_training_and_retest(tmp_path):
     assert json.loads((tmp_path / "run" / "results.json").read_text())["train_examples_seen"] == 60
 
 
-def test_resume_from_a_periodic_checkpoint_repeats_nothing(tmp_path, monkeypatch):
+@pytest.mark.parametrize("schedule", [[], ["model.stdp.nu_decay=0.5", "model.stdp.nu_decay_every=5"]])
+def test_resume_from_a_periodic_checkpoint_repeats_nothing(tmp_path, monkeypatch, schedule):
     args = dict(neurons=5, train_examples=24, checkpoint_every=8)
-    over = ["model.protocol.example_ms=60", "model.protocol.rest_ms=20"]
+    over = ["model.protocol.example_ms=60", "model.protocol.rest_ms=20", *schedule]
     saved = []
     original = Experiment._save
 

@@ -49,6 +49,24 @@ def test_one_pre_post_pair_and_one_triplet(engine):
     assert w == pytest.approx(expected, rel=0, abs=1e-14)
 
 
+@pytest.mark.parametrize("engine", ["numba", "torch"])
+def test_rate_scale_multiplies_both_learning_rates(engine):
+    cfg, eng = _engine(engine, 0.5)
+    sp = cfg.stdp
+    eng.set_rate_scale(0.25)
+    _, w = _run(eng, [3], 15)  # the pair and triplet of the test above, at a quarter of the rates
+    expected = (0.5 - 0.25 * sp.nu_pre * math.exp(-3 * DT / sp.tau_post1_ms)
+                + 0.25 * sp.nu_post * math.exp(-7 * DT / sp.tau_pre_ms) * math.exp(-10 * DT / sp.tau_post2_ms))
+    assert w == pytest.approx(expected, rel=0, abs=1e-14)
+
+
+def test_learning_rate_schedule_is_piecewise_constant_in_examples():
+    from spikeforge.plasticity.stdp import STDPParams
+    sp = STDPParams(nu_decay=0.5, nu_decay_every=10)
+    assert [sp.rate_scale(k) for k in (0, 9, 10, 19, 20, 35)] == [1, 1, 0.5, 0.5, 0.25, 0.125]
+    assert STDPParams().rate_scale(10**6) == 1.0
+
+
 def test_isolated_pair_gives_no_potentiation_without_earlier_post_spike():
     cfg, eng = _engine("numba", 0.5)
     # only the post spike at step 0 falls in 5 steps; the pre spike at 2 follows it: pure depression

@@ -8,6 +8,7 @@ An engine owns a network's state while it runs and exposes:
   number of attempts ``[B]``;
 - ``run_events(ptr, idx, learning)``: one phase driven by explicit input spikes, for comparisons with
   other simulators on identical input;
+- ``set_rate_scale(scale)``: the learning-rate schedule (``stdp.nu_decay``);
 - ``export_state()`` / ``dynamic_state()`` / ``load_dynamic_state()`` for checkpoints.
 
 Every random draw of a presentation comes from a seed derived from ``(run seed, key, attempt)``,
@@ -43,6 +44,10 @@ class DCEngine:
         state.check_shapes(cfg)
         self.cfg = cfg
         self.seed = seed
+
+    def set_rate_scale(self, scale: float) -> None:
+        """Multiply the STDP learning rates of the model config by ``scale`` from now on."""
+        raise NotImplementedError  # pragma: no cover - interface
 
     def present(self, images, learning: bool, keys):  # pragma: no cover - interface
         raise NotImplementedError

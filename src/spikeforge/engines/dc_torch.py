@@ -44,8 +44,13 @@ class TorchDCEngine(DCEngine):
         dt, sp = cfg.protocol.dt_ms, cfg.stdp
         self.f_pre, self.f_post1, self.f_post2 = (math.exp(-dt / tau) for tau in
                                                   (sp.tau_pre_ms, sp.tau_post1_ms, sp.tau_post2_ms))
+        self.stdp = sp  # the rule with the current learning-rate scale (set_rate_scale)
         self._input_index = torch.arange(cfg.network.n_input, device=self.device)[:, None]
         self.batch = 0
+
+    def set_rate_scale(self, scale: float) -> None:
+        base = self.cfg.stdp
+        self.stdp = base.model_copy(update={"nu_pre": base.nu_pre * scale, "nu_post": base.nu_post * scale})
 
     # ------------------------------------------------------------------ state
     def reset_dynamics(self, batch: int) -> None:
@@ -67,7 +72,7 @@ class TorchDCEngine(DCEngine):
 
     # ------------------------------------------------------------------ one step
     def _step(self, s_in: torch.Tensor, learning: bool) -> torch.Tensor:
-        cfg, sp = self.cfg, self.cfg.stdp
+        cfg, sp = self.cfg, self.stdp
         t = self.t
         theta = self.theta * self.fe.theta if (learning and cfg.exc.adaptive) else self.theta
         exc_in = self.exc._replace(theta=theta.expand_as(self.exc.v))

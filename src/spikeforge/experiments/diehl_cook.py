@@ -136,11 +136,15 @@ class Experiment:
     def _engine(self, state: DiehlCookState):
         return make_engine(self.run.engine, self.model, state, seed=self.run.seed, device=self.run.device)
 
-    def _present(self, engine, images, learning, stage, epoch, start, stop):
-        """Present images[start:stop] in chunks; yields (b0, b1, counts, attempts) per chunk."""
+    def _present(self, engine, images, learning, stage, epoch, start, stop, schedule=False):
+        """Present images[start:stop] in chunks; yields (b0, b1, counts, attempts) per chunk.
+        With ``schedule``, the STDP learning rates follow ``stdp.nu_decay`` over training examples."""
         bs = self.run.batch_size if engine.name == "torch" else 1
+        stdp = self.model.stdp
         for b0 in range(start, stop, bs):
             b1 = min(stop, b0 + bs)
+            if schedule and stdp.nu_decay != 1.0:
+                engine.set_rate_scale(stdp.rate_scale(epoch * self.run.train_examples + b0))
             keys = [example_key(self.run.seed, stage, epoch, i) for i in range(b0, b1)]
             counts, attempts = engine.present(images[b0:b1], learning, keys)
             yield b0, b1, counts, attempts
@@ -179,7 +183,8 @@ class Experiment:
         try:
             for epoch in range(progress["epoch"], run.epochs):
                 start = progress["index"] if epoch == progress["epoch"] else 0
-                for b0, b1, counts, attempts in self._present(engine, images, True, STAGE_TRAIN, epoch, start, run.train_examples):
+                for b0, b1, counts, attempts in self._present(engine, images, True, STAGE_TRAIN, epoch, start,
+                                                              run.train_examples, schedule=True):
                     for k, i in enumerate(range(b0, b1)):
                         recent_counts[filled % window], recent_labels[filled % window] = counts[k], labels[i]
                         filled += 1

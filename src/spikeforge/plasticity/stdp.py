@@ -66,12 +66,23 @@ class STDPParams(Params):
     x_tar: float = Field(0.4, ge=0, description="target pre trace (postpre, exponential, presynaptic)")
     mu: float = Field(0.2, ge=0, description="power-law weight dependence exponent")
     beta: float = Field(3.0, ge=0, description="exponential weight dependence")
+    nu_decay: float = Field(1.0, gt=0, le=1, description=(
+        "learning-rate schedule: nu_pre and nu_post are multiplied by nu_decay every nu_decay_every "
+        "training examples (1 = constant rates, as in the original code)"))
+    nu_decay_every: int = Field(250, ge=1, description="training examples per learning-rate decay step")
+
+    def rate_scale(self, examples_seen: int) -> float:
+        """Factor on nu_pre and nu_post after ``examples_seen`` training examples:
+        ``nu_decay ** (examples_seen // nu_decay_every)`` (piecewise constant, a function of the
+        example count only, so a resumed run continues the same schedule)."""
+        return float(self.nu_decay ** (int(examples_seen) // self.nu_decay_every))
 
     @property
     def code(self) -> int:
         return RULE_CODES[self.kind]
 
-    def kernel_params(self) -> np.ndarray:
-        """The rule's numbers in the fixed order the update formulas read them."""
-        return np.array([self.nu_pre, self.nu_post, float(self.pre_sign), self.w_min, self.w_max,
+    def kernel_params(self, rate_scale: float = 1.0) -> np.ndarray:
+        """The rule's numbers in the fixed order the update formulas read them (rates times
+        ``rate_scale``)."""
+        return np.array([self.nu_pre * rate_scale, self.nu_post * rate_scale, float(self.pre_sign), self.w_min, self.w_max,
                          self.x_tar, self.mu, self.beta], dtype=np.float64)
