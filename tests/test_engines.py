@@ -92,3 +92,14 @@ def test_torch_engine_on_cuda_matches_cpu():
     cpu = make_engine("torch", cfg, state, device="cpu").run_raster(raster[:, None, :], learning=True)
     gpu = make_engine("torch", cfg, state, device="cuda").run_raster(raster[:, None, :], learning=True)
     np.testing.assert_array_equal(cpu.numpy(), gpu.cpu().numpy())
+
+
+def test_dynamic_state_of_another_ring_layout_is_dropped_with_a_warning():
+    cfg = _config(10.0)
+    state = init_state(cfg, np.random.default_rng(1))
+    eng = make_engine("numba", cfg, state)
+    saved = eng.dynamic_state()
+    assert eng.load_dynamic_state(saved) is True
+    saved["hist_n"] = np.zeros(saved["hist_n"].shape[0] - 1, np.int32)  # as written by another layout
+    with pytest.warns(UserWarning, match="older engine layout"):
+        assert eng.load_dynamic_state(saved) is False

@@ -24,6 +24,8 @@ Nothing is allocated in the loop.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from numba import njit
 
@@ -120,11 +122,13 @@ def _integrate(v, g_e, g_i, v_rest, e_exc, e_inh, dtm, exponential):
 
 
 @njit(cache=True)
-def _update_layer(v, ge, gi, theta, since, fired, prm, learning, spk):
+def _update_layer(v, ge, gi, theta, since, prm, learning, spk):
     """Integrate, threshold and reset one layer; writes spiking indices to ``spk``, returns count.
 
     The first pass has no data-dependent branches (selects instead of ifs), so the compiler
-    vectorises it; the second collects the (rare) spikes. Conductances that decay below 1e-100 are
+    vectorises it; the second collects the (rare) spikes, which are the neurons whose step count
+    since their last spike is 0 (no separate flag array: its byte-wide stores cost a fifth of the
+    step). Conductances that decay below 1e-100 are
     set to 0: their effect on v is far below rounding, and without this they end in the subnormal
     range, where every step becomes about 15 times slower (Euler decay by 0.75 gets stuck at the
     smallest subnormal)."""
@@ -152,10 +156,9 @@ def _update_layer(v, ge, gi, theta, since, fired, prm, learning, spk):
         fire = (v_new > v_th + use_theta * th) & (s >= refr)
         v[j] = v_reset if fire else v_new
         since[j] = 0 if fire else s
-        fired[j] = fire
     n = 0
     for j in range(n_neurons):
-        if fired[j]:
+        if since[j] == 0:
             spk[n] = j
             n += 1
             if adaptive and learning:
@@ -229,15 +232,15 @@ def _pre_update(i, j, d, t, W, rule, rule_prm, post1, x_post2, post_last, tab_po
         r = ring_t.shape[1]
         h = ring_head[i]
         for back in range(r):
-            ts = ring_t[i, (h - back) % r]
+            ts = ring_t[i, (h - back) & (r - 1)]
             if ts <= t - d:
                 break
-            ring_ge[(ts + d) % hist_len, j] += new - old
+            ring_ge[(ts + d) & (hist_len - 1), j] += new - old
 
 
 @njit(cache=True, inline="always")
 def _push(bk_i, bk_j, bk_n, bk_over, t_arrive, i, j):
-    b = t_arrive % bk_n.shape[0]
+    b = t_arrive & (bk_n.shape[0] - 1)
     n = bk_n[b]
     if n < bk_i.shape[1]:
         bk_i[b, n] = i
@@ -251,10 +254,10 @@ def _push(bk_i, bk_j, bk_n, bk_over, t_arrive, i, j):
 def run_steps(n_steps, ev_ptr, ev_idx, learning, counts,
               t_now, ne, ni, w_ei, w_ie,
               v_e, ge_e, gi_e, theta, since_e, v_i, ge_i, gi_i, since_i,
-              W, D, DT, hist_idx, hist_n, ring_ge,
+              W, OFF, DT, hist_idx, hist_n, ring_ge,
               rule, rule_prm, trace_set, tab_pre, tab_post1, tab_post2,
               ring_t, ring_x, ring_head, x_post1, x_post2, post_last,
-              recent, bk_i, bk_j, bk_n, bk_over, spk_e, spk_i, fired, inh_active, inh_is_active,
+              recent, bk_i, bk_j, bk_n, bk_over, spk_e, spk_i, inh_active, inh_is_active,
               rec_t, rec_j, rec_n):
     """Advance the network ``n_steps`` steps with input events ``(ev_ptr, ev_idx)`` (CSR by step;
     ``ev_ptr`` of length ``n_steps + 1``; all zeros for no input). Adds excitatory spike counts to
@@ -263,8 +266,10 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts,
     (length 0: no recording).
 
     Delayed delivery: when input ``i`` fires at step ``t`` its weight row is added at once to a ring
-    of future conductance increments, ``ring_ge[(t + D[i, j]) % L, j] += W[i, j]`` (one contiguous
-    pass over the row), and each step consumes its slot. Brian delivers ``W[i, j]`` as it is at
+    of future conductance increments, ``ring_ge[t % L + D[i, j], j] += W[i, j]`` (one contiguous
+    pass over the row through precomputed flat offsets ``OFF[i, j] = D[i, j] * N + j``). The ring
+    has ``2 L`` rows so that this needs no wrap-around: step ``t`` consumes rows ``t % L`` and
+    ``t % L + L``. Brian delivers ``W[i, j]`` as it is at
     arrival, so whenever STDP changes a weight while a spike of that synapse is still in flight, the
     change is added to the pending slot too: delivery stays exact.
 
@@ -278,13 +283,16 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts,
     back to scanning its step's arrivals, so the capacity never changes the result."""
     n_in, n_neurons = W.shape
     hist_len = hist_n.shape[0]
+    hm = hist_len - 1  # ring lengths are powers of two: "& mask" instead of a slow "% length"
+    ring_flat = ring_ge.reshape(ring_ge.size)
     r = ring_t.shape[1]
+    rm = r - 1
     post_window = tab_post1.shape[0]
     for s in range(n_steps):
         t = t_now + s
-        n_e = _update_layer(v_e, ge_e, gi_e, theta, since_e, fired, ne, learning, spk_e)
+        n_e = _update_layer(v_e, ge_e, gi_e, theta, since_e, ne, learning, spk_e)
         n_i = _update_active(v_i, ge_i, gi_i, since_i, ni, inh_active, inh_is_active, spk_i)
-        slot = t % hist_len
+        slot = t & hm
         # input spikes of this step: delay history, pre-trace rings, and delivery into ring_ge
         m = 0
         for k in range(ev_ptr[s], ev_ptr[s + 1]):
@@ -298,7 +306,7 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts,
                     gap = t - ring_t[i, h]
                     if gap < tab_pre.shape[0]:
                         x_new += ring_x[i, h] * tab_pre[gap]
-                h = (h + 1) % r
+                h = (h + 1) & rm
                 ring_head[i] = h
                 ring_t[i, h] = t
                 ring_x[i, h] = x_new
@@ -309,16 +317,18 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts,
                     j = recent[q + 1]
                     if t - post_last[j] + DT[j, i] < post_window:
                         _push(bk_i, bk_j, bk_n, bk_over, t + DT[j, i], i, j)
+            base = slot * n_neurons
+            w_row = W[i]
+            off_row = OFF[i]
             for j in range(n_neurons):
-                q = slot + D[i, j]
-                if q >= hist_len:
-                    q -= hist_len
-                ring_ge[q, j] += W[i, j]
+                ring_flat[base + off_row[j]] += w_row[j]
         hist_n[slot] = m
         # arrivals of this step
+        hi = slot + hist_len
         for j in range(n_neurons):
-            ge_e[j] += ring_ge[slot, j]
+            ge_e[j] += ring_ge[slot, j] + ring_ge[hi, j]
             ring_ge[slot, j] = 0.0
+            ring_ge[hi, j] = 0.0
         if learning:
             # pre-spike updates at arrival: only neurons with a live post trace can change, and
             # their arrivals were scheduled into this step's bucket
@@ -329,11 +339,11 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts,
                     recent[n_recent + 1] = j
                     n_recent += 1
             recent[0] = n_recent
-            b = t % hist_len
+            b = t & hm
             if bk_over[b]:
                 # the bucket overflowed: find this step's arrivals at live neurons by a scan
                 for d in range(min(hist_len, t + 1)):
-                    sl = (t - d) % hist_len
+                    sl = (t - d) & hm
                     for qi in range(hist_n[sl]):
                         i = hist_idx[sl, qi]
                         for q in range(n_recent):
@@ -353,7 +363,7 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts,
                                     x_post2, post_last, tab_post2, ring_t, ring_head, ring_ge, hist_len)
             bk_n[b] = 0
         else:
-            bk_n[t % hist_len] = 0
+            bk_n[t & hm] = 0
         # excitatory spikes: post-spike STDP on their column, drive the inhibitory partner
         for q in range(n_e):
             j = spk_e[q]
@@ -373,7 +383,7 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts,
                     xp = 0.0
                     first_pending = -1
                     for back in range(r):
-                        kk = (h - back) % r
+                        kk = (h - back) & rm
                         ts = ring_t[i, kk]
                         if ts <= t - d:
                             g = t - d - ts
@@ -386,8 +396,8 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts,
                     W[i, j] = new
                     if new != old:
                         for back in range(first_pending + 1):
-                            ts = ring_t[i, (h - back) % r]
-                            ring_ge[(ts + d) % hist_len, j] += new - old
+                            ts = ring_t[i, (h - back) & rm]
+                            ring_ge[(ts + d) & hm, j] += new - old
                 if trace_set:
                     x_post1[j] = 1.0
                     x_post2[j] = 1.0
@@ -399,7 +409,7 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts,
                     recent[0] += 1
                     # spikes already in flight to j were not scheduled for it: schedule them now
                     for d in range(min(hist_len, t + 1)):
-                        sl = (t - d) % hist_len
+                        sl = (t - d) & hm
                         for qi in range(hist_n[sl]):
                             i = hist_idx[sl, qi]
                             if DT[j, i] > d:
@@ -468,12 +478,18 @@ class NumbaDCEngine(DCEngine):
         self.theta = np.ascontiguousarray(state.theta, dtype=np.float64).copy()
         self.delays = np.ascontiguousarray(state.delays, dtype=np.int32)
         n_delay = int(self.delays.max(initial=0)) + 1
+        # slots of the delay rings (input history, scheduled updates, delivery) and of each input's
+        # spike-time ring: a power of two above the longest delay + 1, so that indices wrap with a mask
+        slots = 1 << int(n_delay).bit_length()
         # compact copies of the delays: by input row (delivery) and by neuron row (STDP)
         small = np.int8 if n_delay <= 127 else np.int16 if n_delay <= 32767 else np.int32
         self.d_rows = np.ascontiguousarray(self.delays, dtype=small)
+        # flat offsets of the delivery ring (delay row, neuron column) for each synapse
+        wide = np.int32 if 2 * slots * n < 2**31 else np.int64
+        self.off = np.ascontiguousarray(self.delays.astype(wide) * n + np.arange(n, dtype=wide))
         self.d_cols = np.ascontiguousarray(self.delays.T, dtype=small)
-        self.hist_idx = np.zeros((n_delay, n_in), np.int32)
-        self.hist_n = np.zeros(n_delay, np.int32)
+        self.hist_idx = np.zeros((slots, n_in), np.int32)
+        self.hist_n = np.zeros(slots, np.int32)
         self.ne = neuron_vector(cfg.exc, dt)
         self.ni = neuron_vector(cfg.inh, dt)
         self.rule_code = stdp.code
@@ -488,7 +504,6 @@ class NumbaDCEngine(DCEngine):
         self.tab_post2 = trace_table(stdp.tau_post2_ms, dt)
         self.spk_e = np.zeros(n, np.int64)
         self.spk_i = np.zeros(n, np.int64)
-        self.fired = np.zeros(n, np.bool_)
         self.reset_dynamics()
 
     def set_rate_scale(self, scale: float) -> None:
@@ -522,13 +537,13 @@ class NumbaDCEngine(DCEngine):
         # inhibitory neurons not yet at rest (all, at the start)
         self.inh_active = np.concatenate([[n], np.arange(n)]).astype(np.int64)
         self.inh_is_active = np.ones(n, np.bool_)
-        self.ring_t = np.full((n_in, self.hist_n.shape[0] + 1), never, np.int64)
-        self.ring_x = np.zeros((n_in, self.hist_n.shape[0] + 1))
+        self.ring_t = np.full((n_in, self.hist_n.shape[0]), never, np.int64)
+        self.ring_x = np.zeros((n_in, self.hist_n.shape[0]))
         self.ring_head = np.zeros(n_in, np.int64)
         self.x_post1, self.x_post2 = np.zeros(n), np.zeros(n)
         self.post_last = np.full(n, never, np.int64)
         self.hist_n[:] = 0
-        self.ring_ge = np.zeros((self.hist_n.shape[0], n))
+        self.ring_ge = np.zeros((2 * self.hist_n.shape[0], n))  # two copies of the delay ring: no wrap
         self.recent = np.zeros(n + 1, np.int64)
         # buckets of scheduled pre-spike updates, one per step of delay; an overflowing bucket
         # falls back to scanning that step's arrivals
@@ -548,7 +563,14 @@ class NumbaDCEngine(DCEngine):
         out["t"] = np.array([self.t], np.int64)
         return out
 
-    def load_dynamic_state(self, arrays: dict[str, np.ndarray]) -> None:
+    def load_dynamic_state(self, arrays: dict[str, np.ndarray]) -> bool:
+        """Restore the state saved by :meth:`dynamic_state`; returns False (and keeps the state at
+        rest) when the checkpoint was written by an engine with another ring layout."""
+        if "hist_n" in arrays and arrays["hist_n"].shape != self.hist_n.shape:
+            warnings.warn("the checkpoint's network dynamics were saved by an older engine layout: "
+                          "training continues from its weights and theta with membranes and STDP traces "
+                          "at rest (not bit-identical to an uninterrupted run)", stacklevel=2)
+            return False
         for k in self._DYNAMIC:
             if k in arrays:
                 cur = getattr(self, k)
@@ -557,6 +579,7 @@ class NumbaDCEngine(DCEngine):
                 cur[...] = arrays[k]
         if "t" in arrays:
             self.t = int(arrays["t"][0])
+        return True
 
     def _run(self, n_steps, ptr, idx, learning, counts):
         self.t = run_steps(
@@ -564,11 +587,11 @@ class NumbaDCEngine(DCEngine):
             self.cfg.network.w_ei, self.cfg.network.w_ie,
             self.v_e, self.ge_e, self.gi_e, self.theta, self.since_e,
             self.v_i, self.ge_i, self.gi_i, self.since_i,
-            self.W, self.d_rows, self.d_cols, self.hist_idx, self.hist_n, self.ring_ge,
+            self.W, self.off, self.d_cols, self.hist_idx, self.hist_n, self.ring_ge,
             self.rule_code, self.rule_prm, self.trace_set, self.tab_pre, self.tab_post1,
             self.tab_post2, self.ring_t, self.ring_x, self.ring_head, self.x_post1, self.x_post2,
             self.post_last, self.recent, self.bk_i, self.bk_j, self.bk_n, self.bk_over, self.spk_e, self.spk_i,
-            self.fired, self.inh_active, self.inh_is_active, *self._rec)
+            self.inh_active, self.inh_is_active, *self._rec)
 
     def run_events(self, ptr, idx, learning: bool, n_steps: int | None = None) -> np.ndarray:
         """Run one phase driven by CSR input events; returns excitatory spike counts."""
