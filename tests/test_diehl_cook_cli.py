@@ -45,6 +45,21 @@ def test_stages_continue_training_and_retest(tmp_path):
     assert json.loads((tmp_path / "run" / "results.json").read_text())["train_examples_seen"] == 60
 
 
+def test_stages_on_a_saved_run_reuse_its_settings(tmp_path):
+    out = str(tmp_path / "run")
+    assert main(["diehl-cook", "train", "--out", out, *TINY, "--set", "model.exc.theta_plus_mv=0.1"]) == 0
+    # no size or overrides repeated: the run directory's config.json is the base
+    assert main(["diehl-cook", "assign", "--out", out, "--quiet"]) == 0
+    assert main(["diehl-cook", "test", "--out", out, "--quiet", "--test-examples", "5"]) == 0
+    res = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert res["neurons"] == 6 and res["test_examples"] == 5
+    assert res["model"]["exc"]["theta_plus_mv"] == 0.1
+    # a conflicting model setting is still refused, and the saved config is left as it was
+    assert main(["diehl-cook", "train", "--out", out, "--quiet", "--set", "model.exc.theta_plus_mv=0.2"]) == 2
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["model"]["exc"]["theta_plus_mv"] == 0.1
+
+
 @pytest.mark.parametrize("schedule", [[], ["model.stdp.nu_decay=0.5", "model.stdp.nu_decay_every=5"]])
 def test_resume_from_a_periodic_checkpoint_repeats_nothing(tmp_path, monkeypatch, schedule):
     args = dict(neurons=5, train_examples=24, checkpoint_every=8)

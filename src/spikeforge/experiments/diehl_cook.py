@@ -70,8 +70,19 @@ class Experiment:
     @classmethod
     def from_sources(cls, out, config_path=None, overrides: list[str] | None = None,
                      run_fields: dict[str, Any] | None = None, quiet=False) -> "Experiment":
-        """Defaults <- TOML file <- ``section.key=value`` overrides <- command-line flags."""
-        data = load_toml(DEFAULT_CONFIG)
+        """Defaults <- TOML file <- ``section.key=value`` overrides <- command-line flags.
+
+        When ``out`` already holds a run (its ``config.json``), that run's settings replace the
+        package defaults as the base, so ``assign``/``test``/``plot`` on a saved run need no flags
+        beyond ``--out``; anything given on top still overrides them."""
+        saved = Path(out) / "config.json"
+        if saved.is_file():
+            data = json.loads(saved.read_text())
+            if not isinstance(data.get("run"), dict) or not isinstance(data.get("model"), dict):
+                raise ConfigError(f"{saved} is not a spikeforge Diehl & Cook config (no run/model sections); "
+                                  f"move it away or choose another --out directory")
+        else:
+            data = load_toml(DEFAULT_CONFIG)
         if config_path:
             user = load_toml(config_path)
             unknown = set(user) - {"run", "model"}
@@ -150,11 +161,14 @@ class Experiment:
             yield b0, b1, counts, attempts
 
     # ----------------------------------------------------------------- stages
+    def _write_config(self) -> None:
+        atomic_write_json(self.out / "config.json", {"run": self.run.to_dict(), "model": self.model.to_dict()})
+
     def train(self) -> dict[str, Any]:
         run = self.run
         self.out.mkdir(parents=True, exist_ok=True)
         if checkpoint_exists(self.ckpt):
-            state, dyn, meta = self.load()
+            state, dyn, meta = self.load()  # validates the config against the saved network first
             progress = meta["progress"]
             engine = self._engine(state)
             if dyn and meta.get("engine") == engine.name and hasattr(engine, "load_dynamic_state"):
@@ -164,6 +178,7 @@ class Experiment:
             state = init_state(self.model, np.random.default_rng(run.seed))
             engine = self._engine(state)
             progress = {"epoch": 0, "index": 0, "examples_seen": 0, "train_seconds": 0.0, "attempts": 0}
+        self._write_config()
         total = run.epochs * run.train_examples
         done = progress["epoch"] * run.train_examples + progress["index"]
         if done >= total:
@@ -343,7 +358,6 @@ class Experiment:
 
     def run_all(self, plot: bool = True) -> dict[str, Any]:
         self.out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.out / "config.json", {"run": self.run.to_dict(), "model": self.model.to_dict()})
         prog = self.train()
         info = self.assign()
         info.update(self.test())
