@@ -494,7 +494,6 @@ class NumbaDCEngine(DCEngine):
         self.ni = neuron_vector(cfg.inh, dt)
         self.rule_code = stdp.code
         self.rule_prm = stdp.kernel_params()
-        self.rate_scale = 1.0
         self.trace_set = stdp.trace_mode == "set"
         self.tab_pre = trace_table(stdp.tau_pre_ms, dt)
         self.tab_post1 = trace_table(stdp.tau_post1_ms, dt)
@@ -507,8 +506,7 @@ class NumbaDCEngine(DCEngine):
         self.reset_dynamics()
 
     def set_rate_scale(self, scale: float) -> None:
-        self.rate_scale = float(scale)
-        self.rule_prm = self.cfg.stdp.kernel_params(self.rate_scale)
+        self.rule_prm = self.cfg.stdp.scaled(scale).kernel_params()
 
     _rec = (np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(1, np.int64))
 

@@ -49,8 +49,7 @@ class TorchDCEngine(DCEngine):
         self.batch = 0
 
     def set_rate_scale(self, scale: float) -> None:
-        base = self.cfg.stdp
-        self.stdp = base.model_copy(update={"nu_pre": base.nu_pre * scale, "nu_post": base.nu_post * scale})
+        self.stdp = self.cfg.stdp.scaled(scale)
 
     # ------------------------------------------------------------------ state
     def reset_dynamics(self, batch: int) -> None:

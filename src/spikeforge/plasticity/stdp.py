@@ -83,8 +83,11 @@ class STDPParams(Params):
     def code(self) -> int:
         return RULE_CODES[self.kind]
 
-    def kernel_params(self, rate_scale: float = 1.0) -> np.ndarray:
-        """The rule's numbers in the fixed order the update formulas read them (rates times
-        ``rate_scale``)."""
-        return np.array([self.nu_pre * rate_scale, self.nu_post * rate_scale, float(self.pre_sign), self.w_min, self.w_max,
+    def scaled(self, scale: float) -> "STDPParams":
+        """The same rule with nu_pre and nu_post multiplied by ``scale`` (the schedule's factor)."""
+        return self.model_copy(update={"nu_pre": self.nu_pre * scale, "nu_post": self.nu_post * scale})
+
+    def kernel_params(self) -> np.ndarray:
+        """The rule's numbers in the fixed order the update formulas read them."""
+        return np.array([self.nu_pre, self.nu_post, float(self.pre_sign), self.w_min, self.w_max,
                          self.x_tar, self.mu, self.beta], dtype=np.float64)
