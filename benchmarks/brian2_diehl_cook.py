@@ -93,9 +93,15 @@ def build(b2, n: int, n_input: int, init: dict | None, dt_ms: float, generator: 
     dgi/dt = -gi / (2*ms) : 1
     dtheta/dt = -theta / (1e7*ms) : volt
     """
-    exc = b2.NeuronGroup(n, exc_eqs, threshold="v > theta - 72*mV",
-                         reset="v = -65*mV\ntheta += 0.05*mV", refractory=5 * ms,
-                         method="euler", name="Ae")
+    exc = b2.NeuronGroup(
+        n,
+        exc_eqs,
+        threshold="v > theta - 72*mV",
+        reset="v = -65*mV\ntheta += 0.05*mV",
+        refractory=5 * ms,
+        method="euler",
+        name="Ae",
+    )
     exc.v = (-65 - 40) * mV
     exc.theta = (init["theta"] * mV) if init is not None else 20 * mV
 
@@ -104,8 +110,9 @@ def build(b2, n: int, n_input: int, init: dict | None, dt_ms: float, generator: 
     dge/dt = -ge / (1*ms) : 1
     dgi/dt = -gi / (2*ms) : 1
     """
-    inh = b2.NeuronGroup(n, inh_eqs, threshold="v > -40*mV", reset="v = -45*mV",
-                         refractory=2 * ms, method="euler", name="Ai")
+    inh = b2.NeuronGroup(
+        n, inh_eqs, threshold="v > -40*mV", reset="v = -45*mV", refractory=2 * ms, method="euler", name="Ai"
+    )
     inh.v = (-60 - 40) * mV
 
     if generator:  # identical-input check: explicit spikes, set before every presentation
@@ -132,8 +139,7 @@ def build(b2, n: int, n_input: int, init: dict | None, dt_ms: float, generator: 
     post1 = 1
     post2 = 1
     """
-    xe = b2.Synapses(inp, exc, model=stdp_model, on_pre=on_pre, on_post=on_post,
-                     method="euler", name="XeAe")
+    xe = b2.Synapses(inp, exc, model=stdp_model, on_pre=on_pre, on_post=on_post, method="euler", name="XeAe")
     xe.connect()
     si, sj = np.asarray(xe.i[:]), np.asarray(xe.j[:])
     if init is not None:
@@ -168,7 +174,7 @@ def normalize(h, total=78.0):
 def present(b2, net, h, image, example_ms, rest_ms, max_retries, min_spikes=5):
     """One example with the retry rule; returns (spike counts of the last attempt, attempts)."""
     intensity = 2.0
-    for attempt in range(max_retries + 1):
+    for attempt in range(max_retries + 1):  # noqa: B007 (returned after the loop)
         normalize(h)
         h["inp"].rates = image * (intensity / 8.0) * b2.Hz
         before = np.asarray(h["mon"].count[:]).copy()
@@ -210,11 +216,17 @@ def run_identical_input(b2, args) -> dict:
         net.run(args.rest_ms * b2.ms)
     w = np.zeros_like(init["weights"])
     w[np.asarray(h["xe"].i[:]), np.asarray(h["xe"].j[:])] = np.asarray(h["xe"].w[:])
-    return {"mode": "identical_input", "target": args.target, "n_neurons": args.neurons,
-            "examples": len(offsets) - 1, "seconds": time.perf_counter() - t0,
-            "counts": counts_all, "theta_mv": (np.asarray(h["exc"].theta_[:]) * 1e3).tolist(),
-            "weights_file": args.out + ".weights.npy" if args.out else None,
-            "_weights": w}
+    return {
+        "mode": "identical_input",
+        "target": args.target,
+        "n_neurons": args.neurons,
+        "examples": len(offsets) - 1,
+        "seconds": time.perf_counter() - t0,
+        "counts": counts_all,
+        "theta_mv": (np.asarray(h["exc"].theta_[:]) * 1e3).tolist(),
+        "weights_file": args.out + ".weights.npy" if args.out else None,
+        "_weights": w,
+    }
 
 
 def main(argv=None):
@@ -230,13 +242,17 @@ def main(argv=None):
     ap.add_argument("--rest-ms", type=float, default=150.0)
     ap.add_argument("--max-retries", type=int, default=30)
     ap.add_argument("--out", default=None)
-    ap.add_argument("--events", default=None,
-                    help="identical-input check: npz of input spikes per example (needs --init); "
-                         "no Poisson draws, no retry rule, no timing")
+    ap.add_argument(
+        "--events",
+        default=None,
+        help="identical-input check: npz of input spikes per example (needs --init); "
+        "no Poisson draws, no retry rule, no timing",
+    )
     args = ap.parse_args(argv)
 
     t_import = time.perf_counter()
     import brian2 as b2
+
     t_import = time.perf_counter() - t_import
     b2.prefs.codegen.target = args.target
     b2.seed(args.seed)
@@ -270,8 +286,9 @@ def main(argv=None):
     c0, a0 = present(b2, net, h, images[0], args.example_ms, args.rest_ms, args.max_retries)
     t_warm = time.perf_counter() - t0
     # which code generation target actually ran (Brian2 reports it in its code object classes)
-    codeobjs = sorted({co.__class__.__name__ for obj in net.sorted_objects
-                       for co in obj.code_objects if co is not None})
+    codeobjs = sorted(
+        {co.__class__.__name__ for obj in net.sorted_objects for co in obj.code_objects if co is not None}
+    )
 
     per_example, cpu_example, attempts, spikes = [], [], [], []
     for k in range(1, args.examples + 1):

@@ -37,19 +37,25 @@ def main(argv=None) -> int:
     ok_acc = res["accuracy"] >= 0.96
     ok_rec = res["reconstruction_mse"] < 0.8 * res["reconstruction_mse_random"]
     print()
-    print("| features | patch / stride | train images (features) | test accuracy | "
-          "recon. MSE learned | recon. MSE random | feature training | activity (70k images) | "
-          "readout | total |")
+    print(
+        "| features | patch / stride | train images (features) | test accuracy | "
+        "recon. MSE learned | recon. MSE random | feature training | activity (70k images) | "
+        "readout | total |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
-    print(f"| {res['features']} | {res['patch_size']}x{res['patch_size']} / {res['stride']} | "
-          f"{res['n_train']} ({res['feature_images']}) | **{100 * res['accuracy']:.2f} %** | "
-          f"{res['reconstruction_mse']:.4f} | {res['reconstruction_mse_random']:.4f} | "
-          f"{res['train_seconds']:.0f} s | {res['activity_seconds']:.0f} s | "
-          f"{res['readout_seconds']:.0f} s | {wall:.0f} s |")
+    print(
+        f"| {res['features']} | {res['patch_size']}x{res['patch_size']} / {res['stride']} | "
+        f"{res['n_train']} ({res['feature_images']}) | **{100 * res['accuracy']:.2f} %** | "
+        f"{res['reconstruction_mse']:.4f} | {res['reconstruction_mse_random']:.4f} | "
+        f"{res['train_seconds']:.0f} s | {res['activity_seconds']:.0f} s | "
+        f"{res['readout_seconds']:.0f} s | {wall:.0f} s |"
+    )
     print()
-    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{res['threads']} thread(s); targets: accuracy >= 96 %: {'met' if ok_acc else 'NOT met'}; "
-          f"learned MSE < 0.8 x random: {'met' if ok_rec else 'NOT met'}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"{res['threads']} thread(s); targets: accuracy >= 96 %: {'met' if ok_acc else 'NOT met'}; "
+        f"learned MSE < 0.8 x random: {'met' if ok_rec else 'NOT met'}"
+    )
     atomic_write_json(f"{args.out}/bench.json", {**res, "wall_seconds": wall})
     return 0
 

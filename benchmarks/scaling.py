@@ -67,6 +67,7 @@ def worker(n: int, examples: int, mnist: Path, seed: int) -> dict:
 
     from spikeforge.engines import example_key, make_engine
     from spikeforge.models.diehl_cook import DiehlCookConfig, init_state
+
     t_imp = time.perf_counter() - t_imp
     rss_imports = _status_mb("VmRSS")
 
@@ -92,28 +93,40 @@ def worker(n: int, examples: int, mnist: Path, seed: int) -> dict:
         per, cpu, att, spk = [], [], [], []
         for k in range(first, first + examples):
             t0, p0 = time.perf_counter(), time.process_time()
-            c, a = eng.present(images[k:k + 1], learning=learning, keys=[example_key(seed, stage, 0, k)])
+            c, a = eng.present(images[k : k + 1], learning=learning, keys=[example_key(seed, stage, 0, k)])
             per.append(time.perf_counter() - t0)
             cpu.append(time.process_time() - p0)
             att.append(int(a[0]))
             spk.append(int(c.sum()))
-        return {"seconds_per_example": sum(per) / examples,
-                "median_seconds_per_example": statistics.median(per),
-                "cpu_seconds_per_example": sum(cpu) / examples,
-                "seconds_per_presentation": sum(per) / sum(att),
-                "mean_attempts": sum(att) / examples,
-                "mean_exc_spikes_per_example": sum(spk) / examples,
-                "per_example_s": per}
+        return {
+            "seconds_per_example": sum(per) / examples,
+            "median_seconds_per_example": statistics.median(per),
+            "cpu_seconds_per_example": sum(cpu) / examples,
+            "seconds_per_presentation": sum(per) / sum(att),
+            "mean_attempts": sum(att) / examples,
+            "mean_exc_spikes_per_example": sum(spk) / examples,
+            "per_example_s": per,
+        }
 
     train = timed(1, True, 0)
     infer = timed(1 + examples, False, 2)
-    return {"n_neurons": n, "examples": examples, "import_s": t_imp, "engine_build_s": t_engine,
-            "warmup_train_s": warm_train, "warmup_infer_s": warm_infer,
-            "train": train, "infer": infer,
-            "rss_after_imports_mb": rss_imports, "peak_rss_mb": peak_rss_mb(),
-            "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-            "weights_mb": state.weights.nbytes / 2**20, "delays_mb": state.delays.nbytes / 2**20,
-            "load_avg_before": load_before, "load_avg_after": os.getloadavg()}
+    return {
+        "n_neurons": n,
+        "examples": examples,
+        "import_s": t_imp,
+        "engine_build_s": t_engine,
+        "warmup_train_s": warm_train,
+        "warmup_infer_s": warm_infer,
+        "train": train,
+        "infer": infer,
+        "rss_after_imports_mb": rss_imports,
+        "peak_rss_mb": peak_rss_mb(),
+        "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "weights_mb": state.weights.nbytes / 2**20,
+        "delays_mb": state.delays.nbytes / 2**20,
+        "load_avg_before": load_before,
+        "load_avg_after": os.getloadavg(),
+    }
 
 
 def main(argv=None):
@@ -137,53 +150,83 @@ def main(argv=None):
         cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    mach = {"nproc": os.cpu_count(), "cpu": cpu, "platform": platform.platform(),
-            "python": platform.python_version(), "load_avg": os.getloadavg(),
-            "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    mach = {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "load_avg": os.getloadavg(),
+        "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
     print(f"machine: {mach['nproc']} CPUs, {cpu}; load average {mach['load_avg']}; {mach['date_utc']}", flush=True)
     results = {}
     for rep in range(args.repeats):
         for n in args.sizes:
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", str(n), "--examples",
-                   str(args.examples), "--mnist", str(args.mnist), "--seed", str(args.seed)]
+            cmd = [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--worker",
+                str(n),
+                "--examples",
+                str(args.examples),
+                "--mnist",
+                str(args.mnist),
+                "--seed",
+                str(args.seed),
+            ]
             r = subprocess.run(cmd, capture_output=True, text=True)
             if r.returncode != 0:
                 sys.stderr.write(r.stderr[-4000:])
                 raise RuntimeError(f"worker for N={n} failed")
             res = json.loads(r.stdout.strip().splitlines()[-1])
             results.setdefault(n, []).append(res)
-            print(f"  run {rep + 1} N={n}: train {res['train']['seconds_per_example'] * 1e3:.1f} ms/example, "
-                  f"infer {res['infer']['seconds_per_example'] * 1e3:.1f} ms/example, "
-                  f"peak RSS {res['peak_rss_mb']:.0f} MB", flush=True)
+            print(
+                f"  run {rep + 1} N={n}: train {res['train']['seconds_per_example'] * 1e3:.1f} ms/example, "
+                f"infer {res['infer']['seconds_per_example'] * 1e3:.1f} ms/example, "
+                f"peak RSS {res['peak_rss_mb']:.0f} MB",
+                flush=True,
+            )
 
     def m(rs, part, key):
         return statistics.median(r[part][key] for r in rs)
 
     rows = []
     print()
-    print(f"{'N':>6s} {'train s/ex':>11s} {'train cpu':>10s} {'attempts':>8s} {'exc spk/ex':>10s} "
-          f"{'infer s/ex':>11s} {'infer cpu':>10s} {'warm-up s':>9s} {'RSS imports':>11s} {'peak RSS MB':>11s}")
+    print(
+        f"{'N':>6s} {'train s/ex':>11s} {'train cpu':>10s} {'attempts':>8s} {'exc spk/ex':>10s} "
+        f"{'infer s/ex':>11s} {'infer cpu':>10s} {'warm-up s':>9s} {'RSS imports':>11s} {'peak RSS MB':>11s}"
+    )
     for n in args.sizes:
         rs = results[n]
-        row = {"n_neurons": n,
-               "train_seconds_per_example": m(rs, "train", "seconds_per_example"),
-               "train_cpu_seconds_per_example": m(rs, "train", "cpu_seconds_per_example"),
-               "train_mean_attempts": m(rs, "train", "mean_attempts"),
-               "train_mean_exc_spikes": m(rs, "train", "mean_exc_spikes_per_example"),
-               "infer_seconds_per_example": m(rs, "infer", "seconds_per_example"),
-               "infer_cpu_seconds_per_example": m(rs, "infer", "cpu_seconds_per_example"),
-               "warmup_train_s": statistics.median(r["warmup_train_s"] for r in rs),
-               "rss_after_imports_mb": statistics.median(r["rss_after_imports_mb"] or 0 for r in rs),
-               "peak_rss_mb": max(r["peak_rss_mb"] for r in rs)}
+        row = {
+            "n_neurons": n,
+            "train_seconds_per_example": m(rs, "train", "seconds_per_example"),
+            "train_cpu_seconds_per_example": m(rs, "train", "cpu_seconds_per_example"),
+            "train_mean_attempts": m(rs, "train", "mean_attempts"),
+            "train_mean_exc_spikes": m(rs, "train", "mean_exc_spikes_per_example"),
+            "infer_seconds_per_example": m(rs, "infer", "seconds_per_example"),
+            "infer_cpu_seconds_per_example": m(rs, "infer", "cpu_seconds_per_example"),
+            "warmup_train_s": statistics.median(r["warmup_train_s"] for r in rs),
+            "rss_after_imports_mb": statistics.median(r["rss_after_imports_mb"] or 0 for r in rs),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in rs),
+        }
         rows.append(row)
-        print(f"{n:6d} {row['train_seconds_per_example']:11.4f} {row['train_cpu_seconds_per_example']:10.4f} "
-              f"{row['train_mean_attempts']:8.2f} {row['train_mean_exc_spikes']:10.1f} "
-              f"{row['infer_seconds_per_example']:11.4f} {row['infer_cpu_seconds_per_example']:10.4f} "
-              f"{row['warmup_train_s']:9.2f} {row['rss_after_imports_mb']:11.0f} {row['peak_rss_mb']:11.0f}")
+        print(
+            f"{n:6d} {row['train_seconds_per_example']:11.4f} {row['train_cpu_seconds_per_example']:10.4f} "
+            f"{row['train_mean_attempts']:8.2f} {row['train_mean_exc_spikes']:10.1f} "
+            f"{row['infer_seconds_per_example']:11.4f} {row['infer_cpu_seconds_per_example']:10.4f} "
+            f"{row['warmup_train_s']:9.2f} {row['rss_after_imports_mb']:11.0f} {row['peak_rss_mb']:11.0f}"
+        )
     mach["load_avg_end"] = os.getloadavg()
-    out = {"machine": mach, "examples": args.examples, "repeats": args.repeats, "seed": args.seed,
-           "settings": "DiehlCookConfig defaults (dt 0.5 ms, 350+150 ms, delays 0-10 ms, triplet STDP, retry rule on)",
-           "table": rows, "runs": {str(k): v for k, v in results.items()}}
+    out = {
+        "machine": mach,
+        "examples": args.examples,
+        "repeats": args.repeats,
+        "seed": args.seed,
+        "settings": "DiehlCookConfig defaults (dt 0.5 ms, 350+150 ms, delays 0-10 ms, triplet STDP, retry rule on)",
+        "table": rows,
+        "runs": {str(k): v for k, v in results.items()},
+    }
     args.out.write_text(json.dumps(out, indent=1))
     print(f"wrote {args.out}")
     return 0

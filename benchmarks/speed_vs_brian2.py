@@ -115,9 +115,14 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    return {"nproc": os.cpu_count(), "cpu": cpu, "platform": platform.platform(),
-            "python": platform.python_version(), "load_avg": os.getloadavg(),
-            "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "load_avg": os.getloadavg(),
+        "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
 
 
 def run_spikeforge(cfg, state, images, seed) -> dict:
@@ -132,21 +137,29 @@ def run_spikeforge(cfg, state, images, seed) -> dict:
     per, cpu, attempts, spikes = [], [], [], []
     for k in range(1, len(images)):
         t0, p0 = time.perf_counter(), time.process_time()
-        c, a = eng.present(images[k:k + 1], learning=True, keys=[example_key(seed, 0, 0, k)])
+        c, a = eng.present(images[k : k + 1], learning=True, keys=[example_key(seed, 0, 0, k)])
         per.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - p0)
         attempts.append(int(a[0]))
         spikes.append(int(c.sum()))
     k = len(per)
     return {
-        "simulator": "spikeforge", "engine": "numba", "load_avg_before": load_before,
-        "warmup_s": warm, "warmup_attempts": int(a0[0]), "warmup_spikes": int(c0.sum()),
+        "simulator": "spikeforge",
+        "engine": "numba",
+        "load_avg_before": load_before,
+        "warmup_s": warm,
+        "warmup_attempts": int(a0[0]),
+        "warmup_spikes": int(c0.sum()),
         "examples": k,
-        "seconds_per_example": sum(per) / k, "median_seconds_per_example": float(np.median(per)),
+        "seconds_per_example": sum(per) / k,
+        "median_seconds_per_example": float(np.median(per)),
         "cpu_seconds_per_example": sum(cpu) / k,
-        "presentations": sum(attempts), "seconds_per_presentation": sum(per) / sum(attempts),
+        "presentations": sum(attempts),
+        "seconds_per_presentation": sum(per) / sum(attempts),
         "cpu_seconds_per_presentation": sum(cpu) / sum(attempts),
-        "per_example_s": per, "attempts": attempts, "spikes_per_example": spikes,
+        "per_example_s": per,
+        "attempts": attempts,
+        "spikes_per_example": spikes,
         "mean_exc_spikes_per_example": float(np.mean(spikes)),
         "load_avg_after": os.getloadavg(),
     }
@@ -154,9 +167,24 @@ def run_spikeforge(cfg, state, images, seed) -> dict:
 
 def run_brian2(py: Path, target: str, args, init_path: Path, tag: str) -> dict:
     out = OUT / f"brian2_{target}_N{args.neurons}_{tag}.json"
-    cmd = [str(py), str(BRIAN2_SCRIPT), "--neurons", str(args.neurons), "--examples",
-           str(args.examples), "--target", target, "--mnist", str(args.mnist), "--init",
-           str(init_path), "--seed", str(args.seed), "--out", str(out)]
+    cmd = [
+        str(py),
+        str(BRIAN2_SCRIPT),
+        "--neurons",
+        str(args.neurons),
+        "--examples",
+        str(args.examples),
+        "--target",
+        target,
+        "--mnist",
+        str(args.mnist),
+        "--init",
+        str(init_path),
+        "--seed",
+        str(args.seed),
+        "--out",
+        str(out),
+    ]
     t0 = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
@@ -179,8 +207,9 @@ def identical_input_check(py: Path, args, cfg, state, images, init_path: Path) -
     steps, inputs, offsets = [], [], [0]
     for k in range(k_ex):
         rates = images[k].astype(np.float64) * (proto.rate_hz_per_level * proto.input_intensity)
-        ptr, idx = poisson_events(rates, proto.example_steps, proto.dt_ms,
-                                  attempt_seed(example_key(args.seed, 0, 0, k), 0))
+        ptr, idx = poisson_events(
+            rates, proto.example_steps, proto.dt_ms, attempt_seed(example_key(args.seed, 0, 0, k), 0)
+        )
         steps.append(np.repeat(np.arange(proto.example_steps), np.diff(ptr)))
         inputs.append(idx)
         offsets.append(offsets[-1] + len(idx))
@@ -191,7 +220,7 @@ def identical_input_check(py: Path, args, cfg, state, images, init_path: Path) -
     sf_counts = []
     for k in range(k_ex):
         eng.normalize()
-        a, b = offsets[k], offsets[k + 1]
+        # offsets[k]..offsets[k + 1] delimit example k
         ptr = np.zeros(proto.example_steps + 1, np.int64)
         np.add.at(ptr, steps[k] + 1, 1)
         sf_counts.append(eng.run_events(np.cumsum(ptr), inputs[k], True))
@@ -201,8 +230,20 @@ def identical_input_check(py: Path, args, cfg, state, images, init_path: Path) -
 
     target = args.targets[0]
     out = OUT / f"identical_input_{target}_N{args.neurons}_K{k_ex}.json"
-    cmd = [str(py), str(BRIAN2_SCRIPT), "--neurons", str(args.neurons), "--target", target,
-           "--init", str(init_path), "--events", str(ev_path), "--out", str(out)]
+    cmd = [
+        str(py),
+        str(BRIAN2_SCRIPT),
+        "--neurons",
+        str(args.neurons),
+        "--target",
+        target,
+        "--init",
+        str(init_path),
+        "--events",
+        str(ev_path),
+        "--out",
+        str(out),
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         sys.stderr.write(r.stderr[-4000:])
@@ -213,7 +254,9 @@ def identical_input_check(py: Path, args, cfg, state, images, init_path: Path) -
     same = np.all(b2_counts == sf_counts, axis=1)
     first_diff = int(np.argmin(same)) if not same.all() else None
     res = {
-        "examples": k_ex, "neurons": args.neurons, "brian2_target": target,
+        "examples": k_ex,
+        "neurons": args.neurons,
+        "brian2_target": target,
         "input_spikes_per_example": float(np.mean(np.diff(offsets))),
         "examples_with_identical_counts": int(same.sum()),
         "first_example_that_differs": first_diff,
@@ -235,16 +278,23 @@ def med(runs, key):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--neurons", type=int, default=400)
-    ap.add_argument("--examples", type=int, default=20, help="timed training examples per run (after a warm-up example)")
+    ap.add_argument(
+        "--examples", type=int, default=20, help="timed training examples per run (after a warm-up example)"
+    )
     ap.add_argument("--targets", nargs="+", default=["cython", "numpy"], choices=("cython", "numpy"))
     ap.add_argument("--repeats", type=int, default=3, help="runs of each side; medians are reported")
     ap.add_argument("--mnist", type=Path, default=default_mnist())
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--venv", type=Path, default=VENV)
     ap.add_argument("--out", type=Path, default=None)
-    ap.add_argument("--identical-input", type=int, default=0, metavar="K",
-                    help="instead of timing: drive both simulators with the same input spikes for K "
-                         "examples (retry rule off, STDP on; first --targets entry) and compare spike counts")
+    ap.add_argument(
+        "--identical-input",
+        type=int,
+        default=0,
+        metavar="K",
+        help="instead of timing: drive both simulators with the same input spikes for K "
+        "examples (retry rule off, STDP on; first --targets entry) and compare spike counts",
+    )
     args = ap.parse_args(argv)
 
     from spikeforge.models.diehl_cook import DiehlCookConfig, init_state
@@ -270,8 +320,11 @@ def main(argv=None):
         return 0
     mach = machine()
     print(f"machine: {mach['nproc']} CPUs, {mach['cpu']}; load average {mach['load_avg']}; {mach['date_utc']}")
-    print(f"Brian2 {version} in {args.venv}; N = {args.neurons}, {args.examples} timed examples "
-          f"per run, {args.repeats} runs per side", flush=True)
+    print(
+        f"Brian2 {version} in {args.venv}; N = {args.neurons}, {args.examples} timed examples "
+        f"per run, {args.repeats} runs per side",
+        flush=True,
+    )
 
     runs = {t: [] for t in args.targets}
     runs["spikeforge"] = []
@@ -279,19 +332,27 @@ def main(argv=None):
         for target in args.targets:
             r = run_brian2(py, target, args, init_path, f"rep{rep}")
             runs[target].append(r)
-            print(f"  run {rep + 1}: brian2 {target:6s} {r['seconds_per_example']:.3f} s/example "
-                  f"(cpu {r['cpu_seconds_per_example']:.3f}), warm-up {r['warmup_s']:.1f} s, "
-                  f"code objects {r['code_object_classes']}", flush=True)
+            print(
+                f"  run {rep + 1}: brian2 {target:6s} {r['seconds_per_example']:.3f} s/example "
+                f"(cpu {r['cpu_seconds_per_example']:.3f}), warm-up {r['warmup_s']:.1f} s, "
+                f"code objects {r['code_object_classes']}",
+                flush=True,
+            )
         r = run_spikeforge(cfg, state, images, args.seed)
         runs["spikeforge"].append(r)
-        print(f"  run {rep + 1}: spikeforge     {r['seconds_per_example'] * 1e3:.2f} ms/example "
-              f"(cpu {r['cpu_seconds_per_example'] * 1e3:.2f}), warm-up {r['warmup_s']:.1f} s", flush=True)
+        print(
+            f"  run {rep + 1}: spikeforge     {r['seconds_per_example'] * 1e3:.2f} ms/example "
+            f"(cpu {r['cpu_seconds_per_example'] * 1e3:.2f}), warm-up {r['warmup_s']:.1f} s",
+            flush=True,
+        )
 
     sf = runs["spikeforge"]
     rows, ratios = [], {}
     print()
-    print(f"{'side':22s} {'s/example':>10s} {'cpu s/ex':>10s} {'s/present.':>10s} {'attempts':>9s} "
-          f"{'exc spikes/ex':>13s} {'warm-up1 s':>9s} {'peak RSS MB':>11s}")
+    print(
+        f"{'side':22s} {'s/example':>10s} {'cpu s/ex':>10s} {'s/present.':>10s} {'attempts':>9s} "
+        f"{'exc spikes/ex':>13s} {'warm-up1 s':>9s} {'peak RSS MB':>11s}"
+    )
     for name in [*args.targets, "spikeforge"]:
         rs = runs[name]
         label = f"Brian2 {version} {name}" if name != "spikeforge" else "spikeforge numba"
@@ -304,14 +365,15 @@ def main(argv=None):
             "mean_attempts": statistics.mean(r["presentations"] / r["examples"] for r in rs),
             "mean_exc_spikes_per_example": statistics.mean(r["mean_exc_spikes_per_example"] for r in rs),
             "warmup_s": [r["warmup_s"] for r in rs],
-            "peak_rss_mb": (max(r["peak_rss_mb"] for r in rs) if name != "spikeforge"
-                            else peak_rss_mb()),
+            "peak_rss_mb": (max(r["peak_rss_mb"] for r in rs) if name != "spikeforge" else peak_rss_mb()),
         }
         rows.append(row)
-        print(f"{label:22s} {row['seconds_per_example']:10.4f} {row['cpu_seconds_per_example']:10.4f} "
-              f"{row['seconds_per_presentation']:10.4f} {row['mean_attempts']:9.2f} "
-              f"{row['mean_exc_spikes_per_example']:13.1f} {row['warmup_s'][0]:9.2f} "
-              f"{row['peak_rss_mb']:11.0f}")
+        print(
+            f"{label:22s} {row['seconds_per_example']:10.4f} {row['cpu_seconds_per_example']:10.4f} "
+            f"{row['seconds_per_presentation']:10.4f} {row['mean_attempts']:9.2f} "
+            f"{row['mean_exc_spikes_per_example']:13.1f} {row['warmup_s'][0]:9.2f} "
+            f"{row['peak_rss_mb']:11.0f}"
+        )
         if name != "spikeforge":
             ratios[name] = {
                 "per_example_wall": row["seconds_per_example"] / med(sf, "seconds_per_example"),
@@ -322,21 +384,43 @@ def main(argv=None):
     print()
     ok = True
     for name, rt in ratios.items():
-        print(f"spikeforge is {rt['per_example_wall']:.0f}x faster than Brian2 ({name} target) per example "
-              f"(wall; {rt['per_example_cpu']:.0f}x in CPU time; per presentation {rt['per_presentation_wall']:.0f}x wall, "
-              f"{rt['per_presentation_cpu']:.0f}x CPU)")
+        print(
+            f"spikeforge is {rt['per_example_wall']:.0f}x faster than Brian2 ({name} target) per example "
+            f"(wall; {rt['per_example_cpu']:.0f}x in CPU time; "
+            f"per presentation {rt['per_presentation_wall']:.0f}x wall, "
+            f"{rt['per_presentation_cpu']:.0f}x CPU)"
+        )
         ok &= rt["per_example_wall"] >= 100
     print(f"target (>= 100x per example, wall clock, every Brian2 target): {'met' if ok else 'NOT met'}")
     print(f"peak RSS of this process (spikeforge side, includes numba/torch imports): {rows[-1]['peak_rss_mb']:.0f} MB")
     mach["load_avg_end"] = os.getloadavg()
-    result = {"machine": mach, "brian2_version": version, "neurons": args.neurons, "examples": args.examples,
-              "repeats": args.repeats, "seed": args.seed,
-              "settings": {"dt_ms": cfg.protocol.dt_ms, "example_ms": cfg.protocol.example_ms,
-                           "rest_ms": cfg.protocol.rest_ms, "stdp": True, "retry_rule": "on, both sides",
-                           "same_initial_state": True, "images": f"MNIST train 1..{args.examples}, warm-up train 0"},
-              "table": rows, "ratios": ratios, "target_met": bool(ok), "runs": runs,
-              "command": " ".join([os.path.relpath(sys.argv[0], REPO) if sys.argv[0] else "speed_vs_brian2.py",
-                                   *(argv if argv is not None else sys.argv[1:])])}
+    result = {
+        "machine": mach,
+        "brian2_version": version,
+        "neurons": args.neurons,
+        "examples": args.examples,
+        "repeats": args.repeats,
+        "seed": args.seed,
+        "settings": {
+            "dt_ms": cfg.protocol.dt_ms,
+            "example_ms": cfg.protocol.example_ms,
+            "rest_ms": cfg.protocol.rest_ms,
+            "stdp": True,
+            "retry_rule": "on, both sides",
+            "same_initial_state": True,
+            "images": f"MNIST train 1..{args.examples}, warm-up train 0",
+        },
+        "table": rows,
+        "ratios": ratios,
+        "target_met": bool(ok),
+        "runs": runs,
+        "command": " ".join(
+            [
+                os.path.relpath(sys.argv[0], REPO) if sys.argv[0] else "speed_vs_brian2.py",
+                *(argv if argv is not None else sys.argv[1:]),
+            ]
+        ),
+    }
     out = args.out or OUT / f"speed_vs_brian2_N{args.neurons}.json"
     out.write_text(json.dumps(result, indent=1))
     print(f"wrote {out}")

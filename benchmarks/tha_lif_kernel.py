@@ -41,8 +41,7 @@ def main() -> None:
         (s.sum() + 0.01 * u.sum()).backward()
         x.grad = None
 
-    forms = {"fused (numba custom autograd)": lambda: run(True),
-             "unfused (PyTorch loop)": lambda: run(False)}
+    forms = {"fused (numba custom autograd)": lambda: run(True), "unfused (PyTorch loop)": lambda: run(False)}
     compile_s = None
     if args.compile:
         fn = torch.compile(lambda: leaky_multistep(x, 0.99, 1.0, time_dim=0, fused=False))
@@ -51,6 +50,7 @@ def main() -> None:
             s, u = fn()
             (s.sum() + 0.01 * u.sum()).backward()
             x.grad = None
+
         t0 = time.perf_counter()
         comp()
         compile_s = time.perf_counter() - t0
@@ -69,9 +69,18 @@ def main() -> None:
     for name, t in res.items():
         print(f"  {name:30s} {base / t:5.2f}x vs the PyTorch loop")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"steps": args.steps, "neurons": args.neurons,
-                                          "threads": args.threads, "median_s": res,
-                                          "compile_s": compile_s}, indent=2))
+    Path(args.out).write_text(
+        json.dumps(
+            {
+                "steps": args.steps,
+                "neurons": args.neurons,
+                "threads": args.threads,
+                "median_s": res,
+                "compile_s": compile_s,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

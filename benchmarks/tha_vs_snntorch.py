@@ -46,6 +46,7 @@ VENV = HERE / ".venv-snntorch"
 def _ensure_snntorch() -> None:
     try:
         import snntorch  # noqa: F401
+
         return
     except ImportError:
         pass
@@ -101,8 +102,11 @@ def main() -> None:
             super().__init__()
             p = src.params
             self.p = p
-            self.conv1, self.conv2, self.fc = (copy.deepcopy(src.conv1), copy.deepcopy(src.conv2),
-                                               copy.deepcopy(src.fc))
+            self.conv1, self.conv2, self.fc = (
+                copy.deepcopy(src.conv1),
+                copy.deepcopy(src.conv2),
+                copy.deepcopy(src.fc),
+            )
             self.bn1, self.bn2 = copy.deepcopy(src.bn1), copy.deepcopy(src.bn2)
             sg = surrogate.fast_sigmoid(slope=p.slope)
             self.lif1 = snn.Leaky(beta=p.beta, threshold=p.thresholds[0], spike_grad=sg)
@@ -160,27 +164,36 @@ def main() -> None:
         loss_b.backward()
         counts_a, counts_b = s_a.sum(1), s_b.sum(0)
         pb = dict(b.named_parameters())
-        grad_rel = {n: (p.grad - pb[n].grad).norm().item() / (pb[n].grad.norm().item() + 1e-30)
-                    for n, p in a.named_parameters()}
+        grad_rel = {
+            n: (p.grad - pb[n].grad).norm().item() / (pb[n].grad.norm().item() + 1e-30) for n, p in a.named_parameters()
+        }
         la, lb = loss_a.item(), loss_b.item()
-        out = {"loss_spikeforge": la, "loss_snntorch": lb,
-               "loss_rel_diff": abs(la - lb) / max(abs(lb), 1e-30),
-               "output_spike_counts_equal": bool(torch.equal(counts_a, counts_b)),
-               "output_spike_count_max_abs_diff": (counts_a - counts_b).abs().max().item(),
-               "total_output_spikes": counts_b.sum().item(),
-               "grad_rel_diff": grad_rel}
-        print(f"first iteration, {str(dtype).split('.')[-1]}, dropout off: loss spikeforge "
-              f"{la:.10g}, snnTorch {lb:.10g} (rel. diff {out['loss_rel_diff']:.2e}); output spike "
-              f"counts equal: {out['output_spike_counts_equal']}; max grad rel. diff "
-              f"{max(grad_rel.values()):.2e}", flush=True)
+        out = {
+            "loss_spikeforge": la,
+            "loss_snntorch": lb,
+            "loss_rel_diff": abs(la - lb) / max(abs(lb), 1e-30),
+            "output_spike_counts_equal": bool(torch.equal(counts_a, counts_b)),
+            "output_spike_count_max_abs_diff": (counts_a - counts_b).abs().max().item(),
+            "total_output_spikes": counts_b.sum().item(),
+            "grad_rel_diff": grad_rel,
+        }
+        print(
+            f"first iteration, {str(dtype).split('.')[-1]}, dropout off: loss spikeforge "
+            f"{la:.10g}, snnTorch {lb:.10g} (rel. diff {out['loss_rel_diff']:.2e}); output spike "
+            f"counts equal: {out['output_spike_counts_equal']}; max grad rel. diff "
+            f"{max(grad_rel.values()):.2e}",
+            flush=True,
+        )
         return out
 
     check = compare(torch.float32)
     check["float64"] = compare(torch.float64)
 
     # ---- 2. timing: full training iterations, alternating
-    anneal = [AnnealParams(theta_initial=t0, theta_final=tf, alpha=al) for t0, tf, al in
-              zip(params.thresholds, (15.983, 30.395, 4.1616), (0.024, 0.119, 0.0011))]
+    anneal = [
+        AnnealParams(theta_initial=t0, theta_final=tf, alpha=al)
+        for t0, tf, al in zip(params.thresholds, (15.983, 30.395, 4.1616), (0.024, 0.119, 0.0011))
+    ]
 
     def make(kind):
         net = copy.deepcopy(sf_net if kind == "spikeforge" else st_net)
@@ -188,6 +201,7 @@ def main() -> None:
         opt = torch.optim.Adam(net.parameters(), lr=9.97e-3, betas=(0.9, 0.999))
         tha = ThresholdAnnealing([net.lif1, net.lif2, net.lif3], anneal)
         if kind == "spikeforge":
+
             def step():
                 s, _ = net(x)
                 loss = spike_count_mse(s, y, 0.8, 0.2)
@@ -197,6 +211,7 @@ def main() -> None:
                 tha.step()
                 return float(loss)
         else:
+
             def step():
                 s = net(x)
                 loss = st_loss_fn(s, y)
@@ -205,6 +220,7 @@ def main() -> None:
                 opt.step()
                 tha.step()
                 return float(loss)
+
         return step
 
     steps = {k: make(k) for k in ("snntorch", "spikeforge")}
@@ -214,37 +230,64 @@ def main() -> None:
             w0, c0 = time.perf_counter(), time.process_time()
             loss = fn()
             w, c = time.perf_counter() - w0, time.process_time() - c0
-            print(f"  {'warm-up' if i == 0 else f'iteration {i}'}: {k:10s} {w:7.2f} s wall "
-                  f"{c:7.2f} s CPU  loss {loss:.4f}", flush=True)
+            print(
+                f"  {'warm-up' if i == 0 else f'iteration {i}'}: {k:10s} {w:7.2f} s wall "
+                f"{c:7.2f} s CPU  loss {loss:.4f}",
+                flush=True,
+            )
             if i > 0:
                 times[k]["wall"].append(w)
                 times[k]["cpu"].append(c)
             times[k]["loss"].append(loss)
     summary = {}
     for k, t in times.items():
-        summary[k] = {"median_wall_s": statistics.median(t["wall"]), "median_cpu_s": statistics.median(t["cpu"]),
-                      "wall_s": t["wall"], "cpu_s": t["cpu"], "losses": t["loss"]}
+        summary[k] = {
+            "median_wall_s": statistics.median(t["wall"]),
+            "median_cpu_s": statistics.median(t["cpu"]),
+            "wall_s": t["wall"],
+            "cpu_s": t["cpu"],
+            "losses": t["loss"],
+        }
     ratio_wall = summary["snntorch"]["median_wall_s"] / summary["spikeforge"]["median_wall_s"]
     ratio_cpu = summary["snntorch"]["median_cpu_s"] / summary["spikeforge"]["median_cpu_s"]
     import snntorch as _s
+
     import spikeforge as _sf
 
-    res = {"benchmark": "tha_vs_snntorch", "binarized": not args.fp, "batch": args.batch,
-           "steps": args.steps, "threads": args.threads, "input": source, "check": check,
-           "timing": summary, "speedup_wall": ratio_wall, "speedup_cpu": ratio_cpu,
-           "versions": {"snntorch": _s.__version__, "torch": torch.__version__,
-                        "spikeforge": _sf.__version__, "python": sys.version.split()[0]},
-           "machine": {"cpu_count": os.cpu_count(),
-                       "loadavg_at_end": os.getloadavg() if hasattr(os, "getloadavg") else None},
-           "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    res = {
+        "benchmark": "tha_vs_snntorch",
+        "binarized": not args.fp,
+        "batch": args.batch,
+        "steps": args.steps,
+        "threads": args.threads,
+        "input": source,
+        "check": check,
+        "timing": summary,
+        "speedup_wall": ratio_wall,
+        "speedup_cpu": ratio_cpu,
+        "versions": {
+            "snntorch": _s.__version__,
+            "torch": torch.__version__,
+            "spikeforge": _sf.__version__,
+            "python": sys.version.split()[0],
+        },
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "loadavg_at_end": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        },
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=2))
-    print(f"\nsnnTorch   {summary['snntorch']['median_wall_s']:.2f} s/it wall, "
-          f"{summary['snntorch']['median_cpu_s']:.2f} s/it CPU")
-    print(f"spikeforge {summary['spikeforge']['median_wall_s']:.2f} s/it wall, "
-          f"{summary['spikeforge']['median_cpu_s']:.2f} s/it CPU")
-    print(f"spikeforge is {ratio_wall:.2f}x faster (wall, median), {ratio_cpu:.2f}x (CPU time); "
-          f"written to {args.out}")
+    print(
+        f"\nsnnTorch   {summary['snntorch']['median_wall_s']:.2f} s/it wall, "
+        f"{summary['snntorch']['median_cpu_s']:.2f} s/it CPU"
+    )
+    print(
+        f"spikeforge {summary['spikeforge']['median_wall_s']:.2f} s/it wall, "
+        f"{summary['spikeforge']['median_cpu_s']:.2f} s/it CPU"
+    )
+    print(f"spikeforge is {ratio_wall:.2f}x faster (wall, median), {ratio_cpu:.2f}x (CPU time); written to {args.out}")
 
 
 if __name__ == "__main__":

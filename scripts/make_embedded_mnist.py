@@ -29,10 +29,15 @@ from spikeforge.io.checkpoint import atomic_writer  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--source", type=Path, default=REPO.parent / "shared" / "data" / "mnist",
-                        help="directory with the four MNIST files (default: ../shared/data/mnist)")
-    parser.add_argument("--out", type=Path,
-                        default=REPO / "src" / "spikeforge" / "data" / "embedded" / "mnist_subset.npz")
+    parser.add_argument(
+        "--source",
+        type=Path,
+        default=REPO.parent / "shared" / "data" / "mnist",
+        help="directory with the four MNIST files (default: ../shared/data/mnist)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "src" / "spikeforge" / "data" / "embedded" / "mnist_subset.npz"
+    )
     parser.add_argument("--n-train", type=int, default=3000)
     parser.add_argument("--n-test", type=int, default=1000)
     args = parser.parse_args(argv)
@@ -48,8 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         arrays[f"{split}_images"] = images
         arrays[f"{split}_labels"] = labels
     note = "; ".join(f"{name} md5 {MNIST_MD5[name]}" for pair in MNIST_FILES.values() for name in pair)
-    arrays["source"] = np.array(f"first {args.n_train} train / {args.n_test} test examples of MNIST "
-                                f"(LeCun, Cortes, Burges; CC BY-SA 3.0) from {note}")
+    arrays["source"] = np.array(
+        f"first {args.n_train} train / {args.n_test} test examples of MNIST "
+        f"(LeCun, Cortes, Burges; CC BY-SA 3.0) from {note}"
+    )
     with atomic_writer(args.out, "wb") as fh:
         np.savez_compressed(fh, **arrays)
     size = args.out.stat().st_size

@@ -11,8 +11,10 @@ from spikeforge.plasticity.threshold_annealing import AnnealParams, ThresholdAnn
 
 def test_recursion_matches_closed_form():
     layers = [Leaky(threshold=1.0), Leaky(threshold=1.0)]
-    params = [AnnealParams(theta_initial=11.666, theta_final=15.983, alpha=0.024),
-              AnnealParams(theta_initial=5.0, theta_final=50.0, alpha=5e-3)]
+    params = [
+        AnnealParams(theta_initial=11.666, theta_final=15.983, alpha=0.024),
+        AnnealParams(theta_initial=5.0, theta_final=50.0, alpha=5e-3),
+    ]
     tha = ThresholdAnnealing(layers, params)
     assert tha.thresholds() == pytest.approx([11.666, 5.0])
     for n in range(1, 401):

@@ -47,22 +47,20 @@ def test_clamp_latent_weights():
 @pytest.mark.parametrize("binarize_", [True, False])
 def test_fast_mnist_net_equals_per_step_reference(binarize_):
     torch.manual_seed(0)
-    net = THAMnistNet(binarize=binarize_, num_steps=8, dropout=0.0,
-                      thresholds=(1.0, 1.5, 0.5)).double()
+    net = THAMnistNet(binarize=binarize_, num_steps=8, dropout=0.0, thresholds=(1.0, 1.5, 0.5)).double()
     ref = copy.deepcopy(net)
     x = torch.rand(4, 1, 28, 28, dtype=torch.float64)
     s, u = net(x)
     s2, u2 = ref.forward_reference(x)
     assert torch.equal(s, s2) and s.sum() > 0
     torch.testing.assert_close(u, u2)
-    loss = ((s.sum(1) - 3) ** 2).mean() + 0.01 * (u ** 2).mean()
-    loss2 = ((s2.sum(1) - 3) ** 2).mean() + 0.01 * (u2 ** 2).mean()
+    loss = ((s.sum(1) - 3) ** 2).mean() + 0.01 * (u**2).mean()
+    loss2 = ((s2.sum(1) - 3) ** 2).mean() + 0.01 * (u2**2).mean()
     loss.backward()
     loss2.backward()
     for (n, a), (_, b) in zip(net.named_parameters(), ref.named_parameters()):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-9, atol=1e-12, msg=n)
-    for k in ("bn1.running_mean", "bn1.running_var", "bn2.running_mean", "bn2.running_var",
-              "bn1.num_batches_tracked"):
+    for k in ("bn1.running_mean", "bn1.running_var", "bn2.running_mean", "bn2.running_var", "bn1.num_batches_tracked"):
         torch.testing.assert_close(net.state_dict()[k], ref.state_dict()[k])
     net.eval(), ref.eval()
     assert torch.equal(net(x)[0], ref.forward_reference(x)[0])

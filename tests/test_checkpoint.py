@@ -27,8 +27,13 @@ def _leftovers(directory):
 def test_round_trip_numpy_and_torch(tmp_path):
     w = np.random.default_rng(0).random((784, 7)).astype(np.float32)
     theta = torch.linspace(0, 1, 7, dtype=torch.float64)
-    tensors = {"w": w, "theta": theta, "step": np.array(12, dtype=np.int64),
-               "mask": np.array([True, False]), "wt": w.T}  # non-contiguous view
+    tensors = {
+        "w": w,
+        "theta": theta,
+        "step": np.array(12, dtype=np.int64),
+        "mask": np.array([True, False]),
+        "wt": w.T,
+    }  # non-contiguous view
     meta = {"config": {"n_neurons": 7}, "examples_seen": np.int64(1200), "name": "a"}
     paths = save_checkpoint(tmp_path / "run" / "ckpt", tensors, meta)
     assert paths.tensors == tmp_path / "run" / "ckpt.safetensors"
@@ -130,8 +135,9 @@ def test_check_shapes_names_both_shapes(tmp_path):
 def test_atomic_text_and_json(tmp_path):
     p = atomic_write_text(tmp_path / "sub" / "r.txt", "hello\n")
     assert p.read_text() == "hello\n"
-    q = atomic_write_json(tmp_path / "r.json", {"acc": np.float32(0.5), "n": np.int64(3),
-                                                "path": tmp_path, "arr": np.arange(3)})
+    q = atomic_write_json(
+        tmp_path / "r.json", {"acc": np.float32(0.5), "n": np.int64(3), "path": tmp_path, "arr": np.arange(3)}
+    )
     assert json.loads(q.read_text()) == {"acc": 0.5, "n": 3, "path": str(tmp_path), "arr": [0, 1, 2]}
     with pytest.raises(ConfigError, match="NaN"):
         atomic_write_json(tmp_path / "r.json", {"acc": float("nan")})

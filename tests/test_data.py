@@ -22,7 +22,8 @@ from spikeforge.data import (
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 needs_shared = pytest.mark.skipif(
-    not (SHARED_MNIST / "train-labels-idx1-ubyte.gz").is_file(), reason="shared MNIST not present")
+    not (SHARED_MNIST / "train-labels-idx1-ubyte.gz").is_file(), reason="shared MNIST not present"
+)
 ALL_NAMES = [n for pair in MNIST_FILES.values() for n in pair]
 
 
@@ -33,8 +34,7 @@ def idx_bytes(array: np.ndarray, code: int) -> bytes:
 
 
 def fake_split(rng, n):
-    return (rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8),
-            rng.integers(0, 10, size=n, dtype=np.uint8))
+    return (rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8), rng.integers(0, 10, size=n, dtype=np.uint8))
 
 
 def write_fake_mnist(directory: Path, gz: bool = True, n_train=12, n_test=5, seed=0):
@@ -52,14 +52,17 @@ def write_fake_mnist(directory: Path, gz: bool = True, n_train=12, n_test=5, see
 
 # ---------------------------------------------------------------- IDX reader
 
+
 @pytest.mark.parametrize("gz", [False, True])
 def test_idx_hand_built_bytes(tmp_path, gz):
-    cases = [(np.arange(24, dtype=np.uint8).reshape(2, 3, 4), 0x08),
-             (np.array([-3, 0, 7], dtype=np.int8), 0x09),
-             (np.array([[-300, 2], [5, 40000 - 65536]], dtype=np.int16), 0x0B),
-             (np.array([1, -2, 2**30], dtype=np.int32), 0x0C),
-             (np.array([[0.5, -1.25]], dtype=np.float32), 0x0D),
-             (np.array([1e300, -0.0], dtype=np.float64), 0x0E)]
+    cases = [
+        (np.arange(24, dtype=np.uint8).reshape(2, 3, 4), 0x08),
+        (np.array([-3, 0, 7], dtype=np.int8), 0x09),
+        (np.array([[-300, 2], [5, 40000 - 65536]], dtype=np.int16), 0x0B),
+        (np.array([1, -2, 2**30], dtype=np.int32), 0x0C),
+        (np.array([[0.5, -1.25]], dtype=np.float32), 0x0D),
+        (np.array([1e300, -0.0], dtype=np.float64), 0x0E),
+    ]
     for i, (arr, code) in enumerate(cases):
         raw = idx_bytes(arr, code)
         path = tmp_path / f"a{i}{'.gz' if gz else ''}"
@@ -84,12 +87,12 @@ def test_idx_round_trip_and_limit(tmp_path):
 def test_idx_truncated(tmp_path):
     arr = np.zeros((10, 28, 28), dtype=np.uint8)
     raw = idx_bytes(arr, 0x08)
-    (tmp_path / "t").write_bytes(raw[:16 + 1234])
+    (tmp_path / "t").write_bytes(raw[: 16 + 1234])
     with pytest.raises(DataError, match=r"truncated: expected 7840 bytes of pixels .*found 1234") as e:
         read_idx(tmp_path / "t")
     assert str(tmp_path / "t") in str(e.value) and "spikeforge data download" in str(e.value)
     # a well-formed gzip stream whose content is short
-    (tmp_path / "t.gz").write_bytes(gzip.compress(raw[:16 + 1234]))
+    (tmp_path / "t.gz").write_bytes(gzip.compress(raw[: 16 + 1234]))
     with pytest.raises(DataError, match="expected 7840 bytes of pixels"):
         read_idx(tmp_path / "t.gz")
     # header cut short
@@ -135,6 +138,7 @@ def test_idx_missing_file(tmp_path):
 
 
 # ---------------------------------------------------------------- load_mnist
+
 
 @pytest.mark.parametrize("gz", [True, False])
 def test_load_mnist_from_dir(tmp_path, gz):
@@ -199,6 +203,7 @@ def test_real_mnist_first_rows():
 
 # ---------------------------------------------------------------- embedded subset
 
+
 def test_embedded_subset(monkeypatch):
     images, labels = load_embedded("train")
     assert images.shape == (3000, 28, 28) and labels.shape == (3000,)
@@ -226,6 +231,7 @@ def test_embedded_matches_shared():
 
 # ---------------------------------------------------------------- download
 
+
 @pytest.fixture
 def small_official(tmp_path, monkeypatch):
     """Small fake 'official' files: their md5s replace the real ones for the test."""
@@ -244,8 +250,12 @@ def small_official(tmp_path, monkeypatch):
 
 def test_download_falls_back_to_next_mirror(small_official, tmp_path):
     dest = tmp_path / "dest"
-    mirrors = [(tmp_path / "nothing-here").as_uri(), (tmp_path / "bad").as_uri(),
-               (tmp_path / "junk").as_uri() + "/", (tmp_path / "good").as_uri()]
+    mirrors = [
+        (tmp_path / "nothing-here").as_uri(),
+        (tmp_path / "bad").as_uri(),
+        (tmp_path / "junk").as_uri() + "/",
+        (tmp_path / "good").as_uri(),
+    ]
     messages = []
     paths = download_mnist(dest, mirrors, log=messages.append)
     assert sorted(paths) == sorted(ALL_NAMES)
@@ -274,8 +284,7 @@ def test_download_replaces_corrupt_file(small_official, tmp_path):
 
 def test_download_all_mirrors_fail(small_official, tmp_path):
     dest = tmp_path / "dest"
-    mirrors = [(tmp_path / "bad").as_uri(), (tmp_path / "junk").as_uri(),
-               (tmp_path / "nothing-here").as_uri()]
+    mirrors = [(tmp_path / "bad").as_uri(), (tmp_path / "junk").as_uri(), (tmp_path / "nothing-here").as_uri()]
     with pytest.raises(DataError) as e:
         download_mnist(dest, mirrors)
     msg = str(e.value)
@@ -295,6 +304,7 @@ def test_download_real_files_from_file_mirror(tmp_path):
 
 # ---------------------------------------------------------------- CLI
 
+
 def _data_cli(argv):
     from spikeforge.cli import data as cli_data
 
@@ -306,9 +316,21 @@ def _data_cli(argv):
 
 def test_cli_check_and_download(small_official, tmp_path, capsys):
     dest = tmp_path / "dest"
-    assert _data_cli(["data", "download", "--dir", str(dest),
-                      "--mirror", (tmp_path / "bad").as_uri(),
-                      "--mirror", (tmp_path / "good").as_uri()]) == 0
+    assert (
+        _data_cli(
+            [
+                "data",
+                "download",
+                "--dir",
+                str(dest),
+                "--mirror",
+                (tmp_path / "bad").as_uri(),
+                "--mirror",
+                (tmp_path / "good").as_uri(),
+            ]
+        )
+        == 0
+    )
     assert _data_cli(["data", "check", "--data-dir", str(dest)]) == 0
     out = capsys.readouterr().out
     assert "train: 12 images of 28x28, 12 labels" in out and "test: 5 images" in out

@@ -10,21 +10,51 @@ from spikeforge.cli.main import main
 from spikeforge.experiments.diehl_cook import Experiment
 from spikeforge.io.checkpoint import load_checkpoint
 
-TINY = ["--neurons", "6", "--train-examples", "30", "--label-examples", "20", "--test-examples", "10",
-        "--quiet", "--set", "model.protocol.example_ms=100", "--set", "model.protocol.rest_ms=20"]
+TINY = [
+    "--neurons",
+    "6",
+    "--train-examples",
+    "30",
+    "--label-examples",
+    "20",
+    "--test-examples",
+    "10",
+    "--quiet",
+    "--set",
+    "model.protocol.example_ms=100",
+    "--set",
+    "model.protocol.rest_ms=20",
+]
 
 
 def test_run_writes_results_and_figures(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["diehl-cook", "run", "--out", str(out), "--record-examples", "2", *TINY]) == 0
     res = json.loads((out / "results.json").read_text())
-    for key in ("accuracy", "neurons", "train_examples_seen", "train_seconds", "train_examples_per_second",
-                "engine", "seed", "version"):
+    for key in (
+        "accuracy",
+        "neurons",
+        "train_examples_seen",
+        "train_seconds",
+        "train_examples_per_second",
+        "engine",
+        "seed",
+        "version",
+    ):
         assert key in res, key
     assert res["neurons"] == 6 and res["train_examples_seen"] == 30 and 0 <= res["accuracy"] <= 1
     assert res["test_examples"] == 10 and res["label_examples"] == 20
-    for name in ("weights.png", "theta.png", "confusion.png", "test_raster.png", "test_spikes.safetensors", "checkpoint.safetensors", "checkpoint.json",
-                 "labels.safetensors", "config.json"):
+    for name in (
+        "weights.png",
+        "theta.png",
+        "confusion.png",
+        "test_raster.png",
+        "test_spikes.safetensors",
+        "checkpoint.safetensors",
+        "checkpoint.json",
+        "labels.safetensors",
+        "config.json",
+    ):
         assert (out / name).is_file(), name
     arrays, meta = load_checkpoint(out / "checkpoint")
     assert arrays["weights"].shape == (784, 6) and meta["model"]["network"]["n_neurons"] == 6
@@ -127,8 +157,37 @@ def test_missing_data_dir_names_the_files(tmp_path, capsys):
 
 def test_torch_engine_runs_the_same_command(tmp_path):
     out = tmp_path / "run"
-    assert main(["diehl-cook", "run", "--out", str(out), "--engine", "torch", "--no-plot", "--neurons", "4",
-                 "--train-examples", "4", "--label-examples", "6", "--test-examples", "6", "--batch-size", "3",
-                 "--quiet", "--set", "model.protocol.example_ms=40", "--set", "model.protocol.rest_ms=10",
-                 "--set", "model.network.input_delay_max_ms=2", "--set", "model.protocol.min_spikes=1"]) == 0
+    assert (
+        main(
+            [
+                "diehl-cook",
+                "run",
+                "--out",
+                str(out),
+                "--engine",
+                "torch",
+                "--no-plot",
+                "--neurons",
+                "4",
+                "--train-examples",
+                "4",
+                "--label-examples",
+                "6",
+                "--test-examples",
+                "6",
+                "--batch-size",
+                "3",
+                "--quiet",
+                "--set",
+                "model.protocol.example_ms=40",
+                "--set",
+                "model.protocol.rest_ms=10",
+                "--set",
+                "model.network.input_delay_max_ms=2",
+                "--set",
+                "model.protocol.min_spikes=1",
+            ]
+        )
+        == 0
+    )
     assert json.loads((out / "results.json").read_text())["engine"] == "torch"

@@ -9,10 +9,12 @@ from spikeforge.models.diehl_cook import DiehlCookConfig, init_state
 
 
 def _config(delay_ms, **proto):
-    return DiehlCookConfig.from_dict({
-        "network": {"n_input": 30, "n_neurons": 8, "input_delay_max_ms": delay_ms, "norm_total": 6.0},
-        "protocol": proto,
-    })
+    return DiehlCookConfig.from_dict(
+        {
+            "network": {"n_input": 30, "n_neurons": 8, "input_delay_max_ms": delay_ms, "norm_total": 6.0},
+            "protocol": proto,
+        }
+    )
 
 
 def _raster(n_steps, n_in, rate_hz, dt_ms, seed):
@@ -54,8 +56,9 @@ def test_numba_and_torch_agree_on_identical_input(delay_ms, rest_ms, trace_mode,
 
 @pytest.mark.parametrize("layer", ["exc", "inh"])
 def test_engines_agree_with_exponential_integration(layer):
-    cfg = DiehlCookConfig.from_dict({"network": {"n_input": 30, "n_neurons": 8, "norm_total": 6.0},
-                                     layer: {"integration": "exponential"}})
+    cfg = DiehlCookConfig.from_dict(
+        {"network": {"n_input": 30, "n_neurons": 8, "norm_total": 6.0}, layer: {"integration": "exponential"}}
+    )
     state = init_state(cfg, np.random.default_rng(1))
     raster = _raster(600, 30, 150.0, cfg.protocol.dt_ms, seed=4)
     counts = []

@@ -5,16 +5,20 @@ import pytest
 import torch
 
 from spikeforge.config import ConfigError
-from spikeforge.experiments.event_stdp import reconstruct_images
 from spikeforge.encoding.patches import extract_patches
+from spikeforge.experiments.event_stdp import reconstruct_images
 from spikeforge.models.event_stdp import fit_reconstruction_scale
-from spikeforge.plasticity.event_stdp import (EventSTDPParams, event_stdp_delta, event_stdp_update,
-                                              pre_active_in_window, update_last_spike)
+from spikeforge.plasticity.event_stdp import (
+    EventSTDPParams,
+    event_stdp_delta,
+    event_stdp_update,
+    pre_active_in_window,
+    update_last_spike,
+)
 
 
 def _params(**kw):
-    base = dict(learning_rate=0.1, a_plus=1.0, a_minus=0.5, decay_lambda=0.25, w_max=2.0,
-                window_steps=1)
+    base = dict(learning_rate=0.1, a_plus=1.0, a_minus=0.5, decay_lambda=0.25, w_max=2.0, window_steps=1)
     base.update(kw)
     return EventSTDPParams.from_dict(base)
 
@@ -22,16 +26,16 @@ def _params(**kw):
 def test_one_post_spike_matches_equation():
     p = _params()
     w = torch.tensor([[0.2, 0.9], [1.0, 0.3], [0.5, 0.5]])
-    pre = torch.tensor([1.0, 0.0, 1.0])       # inputs 0 and 2 spiked in the window
-    post = torch.tensor([0.0, 1.0])           # only neuron 1 spikes
+    pre = torch.tensor([1.0, 0.0, 1.0])  # inputs 0 and 2 spiked in the window
+    post = torch.tensor([0.0, 1.0])  # only neuron 1 spikes
     dw = event_stdp_delta(w, pre, post, p)
     eta, s = 0.1, 1.25
     expected = torch.zeros(3, 2)
-    expected[0, 1] = eta * 1.0 * (2.0 - s * 0.9)        # LTP
-    expected[1, 1] = -eta * 0.5 * s * 0.3               # LTD (input silent)
-    expected[2, 1] = eta * 1.0 * (2.0 - s * 0.5)        # LTP
+    expected[0, 1] = eta * 1.0 * (2.0 - s * 0.9)  # LTP
+    expected[1, 1] = -eta * 0.5 * s * 0.3  # LTD (input silent)
+    expected[2, 1] = eta * 1.0 * (2.0 - s * 0.5)  # LTP
     assert torch.allclose(dw, expected, atol=1e-7)
-    assert torch.equal(dw[:, 0], torch.zeros(3))        # no post spike, no change
+    assert torch.equal(dw[:, 0], torch.zeros(3))  # no post spike, no change
 
 
 def test_no_post_spike_no_change():
@@ -64,8 +68,9 @@ def test_window_from_last_spike_steps():
 @pytest.mark.parametrize("lam", [0.0, 0.5])
 def test_soft_bounds_hold_and_ltp_converges(lam):
     # the largest allowed learning rate: eta * A * (1 + lambda) == 1
-    p = EventSTDPParams.from_dict(dict(learning_rate=1.0 / (1.0 + lam), a_plus=1.0, a_minus=1.0,
-                                       decay_lambda=lam, w_max=1.0))
+    p = EventSTDPParams.from_dict(
+        dict(learning_rate=1.0 / (1.0 + lam), a_plus=1.0, a_minus=1.0, decay_lambda=lam, w_max=1.0)
+    )
     g = torch.Generator().manual_seed(1)
     w = torch.rand(20, 6, generator=g) / (1 + lam)
     bound = 1.0 / (1 + lam)
@@ -87,9 +92,17 @@ def test_soft_bounds_hold_and_ltp_converges(lam):
     assert float(w.max()) < 1e-5
 
 
-@pytest.mark.parametrize("field,value", [("learning_rate", 0.0), ("learning_rate", 1.5),
-                                         ("learning_rate", -0.01), ("window_steps", -1),
-                                         ("decay_lambda", -0.1), ("w_max", 0.0)])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("learning_rate", 0.0),
+        ("learning_rate", 1.5),
+        ("learning_rate", -0.01),
+        ("window_steps", -1),
+        ("decay_lambda", -0.1),
+        ("w_max", 0.0),
+    ],
+)
 def test_out_of_range_parameters_are_rejected(field, value):
     with pytest.raises(ConfigError, match=field):
         EventSTDPParams.from_dict({field: value})
@@ -105,9 +118,9 @@ def test_learning_rate_that_breaks_soft_bound_is_rejected():
 def test_reconstruction_from_features_that_contain_the_image(stride, normalize):
     g = torch.Generator().manual_seed(2)
     img = torch.rand(1, 6, 6, generator=g)
-    patches = extract_patches(img, 3, stride)                 # [1, L, 9]
-    w = patches[0].T.clone()                                  # feature k == patch k exactly
-    counts = torch.eye(w.shape[1]).unsqueeze(0) * 5.0         # patch k: feature k fires 5 times
+    patches = extract_patches(img, 3, stride)  # [1, L, 9]
+    w = patches[0].T.clone()  # feature k == patch k exactly
+    counts = torch.eye(w.shape[1]).unsqueeze(0) * 5.0  # patch k: feature k fires 5 times
     scale = fit_reconstruction_scale(counts[0], w, patches[0], normalize)
     assert scale == pytest.approx(1.0 if normalize else 0.2, rel=1e-6)
     rec = reconstruct_images(counts, w, scale, (6, 6), 3, stride, normalize)
@@ -115,12 +128,13 @@ def test_reconstruction_from_features_that_contain_the_image(stride, normalize):
 
 
 def test_normalized_reconstruction_is_mean_of_active_features():
-    w = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])    # 3 pixels, 2 features
+    w = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])  # 3 pixels, 2 features
     counts = torch.tensor([[3.0, 1.0], [0.0, 0.0]])
     from spikeforge.models.event_stdp import reconstruct_patches
+
     rec = reconstruct_patches(counts, w, 2.0, normalize=True)
     assert torch.allclose(rec[0], 2.0 * (0.75 * w[:, 0] + 0.25 * w[:, 1]))
-    assert torch.equal(rec[1], torch.zeros(3))                # a silent patch rebuilds as blank
+    assert torch.equal(rec[1], torch.zeros(3))  # a silent patch rebuilds as blank
     assert torch.allclose(reconstruct_patches(counts, w, 1.0), counts @ w.T)
 
 
@@ -129,13 +143,19 @@ def test_layer_training_applies_the_rule_on_each_post_spike():
     rule once: LTP for inputs 0 and 2 (active), LTD for the silent input 1."""
     from spikeforge.models.event_stdp import RateCodingParams, WTALayerParams, train_batch
 
-    layer = WTALayerParams.from_dict(dict(
-        n_features=1, n_inputs=3, inhibition="none", input_current_na=1.0,
-        excitatory=dict(v_rest_mv=0.0, v_reset_mv=0.0, v_thresh_mv=1.0, tau_m_ms=0.01,
-                        r_mohm=1.0, refractory_ms=0.0)))
-    coding = RateCodingParams(steps=3, dt_ms=1.0, max_rate_hz=1000.0)   # P(spike) = pixel
-    p = EventSTDPParams.from_dict(dict(learning_rate=0.1, a_minus=0.5, decay_lambda=0.2,
-                                       window_steps=0))
+    layer = WTALayerParams.from_dict(
+        dict(
+            n_features=1,
+            n_inputs=3,
+            inhibition="none",
+            input_current_na=1.0,
+            excitatory=dict(
+                v_rest_mv=0.0, v_reset_mv=0.0, v_thresh_mv=1.0, tau_m_ms=0.01, r_mohm=1.0, refractory_ms=0.0
+            ),
+        )
+    )
+    coding = RateCodingParams(steps=3, dt_ms=1.0, max_rate_hz=1000.0)  # P(spike) = pixel
+    p = EventSTDPParams.from_dict(dict(learning_rate=0.1, a_minus=0.5, decay_lambda=0.2, window_steps=0))
     w = torch.tensor([[0.8], [0.5], [0.8]])
     patch = torch.tensor([[1.0, 0.0, 1.0]])
     w_new, _, n_spikes = train_batch(w, torch.zeros(1, 1), patch, layer, coding, p)

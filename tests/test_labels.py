@@ -14,10 +14,14 @@ from spikeforge.evaluation import (
 
 def test_assign_basic_means_not_sums():
     # 3 classes, 4 neurons. Class 0 has 1 example, class 1 has 2, class 2 has 1.
-    counts = np.array([[4, 0, 1, 0],    # class 0
-                       [3, 2, 0, 0],    # class 1
-                       [3, 2, 0, 0],    # class 1
-                       [0, 1, 5, 0]])   # class 2
+    counts = np.array(
+        [
+            [4, 0, 1, 0],  # class 0
+            [3, 2, 0, 0],  # class 1
+            [3, 2, 0, 0],  # class 1
+            [0, 1, 5, 0],
+        ]
+    )  # class 2
     labels = np.array([0, 1, 1, 2])
     # neuron 0: means 4, 3, 0 -> 0 (the sum for class 1 would be 6: means matter, not sums)
     # neuron 1: means 0, 2, 1 -> 1; neuron 2: means 1, 0, 5 -> 2; neuron 3 never fires -> -1
@@ -28,9 +32,13 @@ def test_assign_basic_means_not_sums():
 
 
 def test_assign_ties_first_class_wins():
-    counts = np.array([[2, 0, 1],
-                       [1, 3, 1],    # class 1 twice: neuron 0 mean 1.5 vs 2 for class 0 ...
-                       [2, 3, 1]])
+    counts = np.array(
+        [
+            [2, 0, 1],
+            [1, 3, 1],  # class 1 twice: neuron 0 mean 1.5 vs 2 for class 0 ...
+            [2, 3, 1],
+        ]
+    )
     labels = np.array([0, 1, 1])
     # neuron 0: class 0 mean 2, class 1 mean 1.5 -> 0
     # neuron 1: 0 vs 3 -> 1; neuron 2: 1 vs 1 -> tie -> first (0)
@@ -63,15 +71,19 @@ def test_assign_rejects_bad_input():
 
 def test_vote_means_over_assigned_neurons():
     assignments = np.array([0, 0, 1, 2, -1])
-    counts = np.array([[4, 0, 3, 0, 9],   # class 0 mean 2, class 1 mean 3 -> 1 (neuron 4 ignored)
-                       [4, 4, 3, 0, 0],   # class 0 mean 4 -> 0
-                       [0, 0, 0, 1, 0]])  # class 2 -> 2
+    counts = np.array(
+        [
+            [4, 0, 3, 0, 9],  # class 0 mean 2, class 1 mean 3 -> 1 (neuron 4 ignored)
+            [4, 4, 3, 0, 0],  # class 0 mean 4 -> 0
+            [0, 0, 0, 1, 0],
+        ]
+    )  # class 2 -> 2
     assert vote(counts, assignments, 3).tolist() == [1, 0, 2]
     np.testing.assert_allclose(vote_scores(counts, assignments, 3)[0], [2, 3, 0])
 
 
 def test_vote_class_without_neurons_scores_zero():
-    assignments = np.array([2, 2])       # classes 0, 1, 3 have no neurons
+    assignments = np.array([2, 2])  # classes 0, 1, 3 have no neurons
     counts = np.array([[1, 0], [0, 0]])
     scores = vote_scores(counts, assignments, 4)
     np.testing.assert_allclose(scores, [[0, 0, 0.5, 0], [0, 0, 0, 0]])

@@ -8,8 +8,9 @@ from spikeforge.neurons.leaky import Leaky, LeakyParams, leaky_multistep, leaky_
 
 
 def _run(x, reset, fused):
-    s, u = leaky_multistep(torch.tensor(x, dtype=torch.float64).view(1, -1, 1), 0.5, 1.0,
-                           "fast_sigmoid", reset, fused=fused)
+    s, u = leaky_multistep(
+        torch.tensor(x, dtype=torch.float64).view(1, -1, 1), 0.5, 1.0, "fast_sigmoid", reset, fused=fused
+    )
     return s.view(-1).tolist(), u.view(-1).tolist()
 
 
@@ -32,11 +33,11 @@ def test_zero_reset_and_no_reset_by_hand(fused):
 
 
 def _grads(x, beta, th, m0, sur, reset, static, fused):
-    s, u = leaky_multistep(x, beta, th, sur, reset, num_steps=7 if static else None, mem0=m0,
-                           fused=fused)
+    s, u = leaky_multistep(x, beta, th, sur, reset, num_steps=7 if static else None, mem0=m0, fused=fused)
     g = torch.Generator().manual_seed(1)
-    loss = (s * torch.randn(s.shape, generator=g, dtype=s.dtype)).sum() + \
-        (u * torch.randn(u.shape, generator=g, dtype=u.dtype)).sum()
+    loss = (s * torch.randn(s.shape, generator=g, dtype=s.dtype)).sum() + (
+        u * torch.randn(u.shape, generator=g, dtype=u.dtype)
+    ).sum()
     return (s, u, *torch.autograd.grad(loss, [x, beta, th, m0]))
 
 
@@ -94,8 +95,7 @@ def test_step_function_matches_multistep():
 
 
 def test_module_batch_first_time_first_and_learnable_parameters():
-    lif = Leaky(LeakyParams(beta=0.9, threshold=1.0, learn_beta=True, learn_threshold=True),
-                return_mem=True)
+    lif = Leaky(LeakyParams(beta=0.9, threshold=1.0, learn_beta=True, learn_threshold=True), return_mem=True)
     assert {n for n, _ in lif.named_parameters()} == {"beta", "threshold"}
     x = torch.rand(3, 20, 8) * 0.5
     s, u = lif(x)

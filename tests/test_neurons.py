@@ -8,7 +8,8 @@ import torch
 
 from spikeforge.engines import make_engine
 from spikeforge.models.diehl_cook import DiehlCookConfig, init_state
-from spikeforge.neurons import ConductanceLIFParams, CurrentLIFParams, conductance_lif as cl, current_lif
+from spikeforge.neurons import ConductanceLIFParams, CurrentLIFParams, current_lif
+from spikeforge.neurons import conductance_lif as cl
 
 
 @pytest.mark.parametrize("integration", ["euler", "exponential"])
@@ -66,8 +67,15 @@ def test_compiled_engine_membrane_decay_matches_euler_solution():
 
 def test_adaptive_threshold_and_refractory_spike_block():
     # threshold below rest: the neuron fires as soon as the spike block allows; theta grows per spike
-    p = ConductanceLIFParams(v_thresh_mv=-50.0, theta_offset_mv=0.0, theta_init_mv=-30.0,
-                             v_init_offset_mv=0.0, refractory_ms=5.0, clamp_ms=0.0, theta_plus_mv=0.05)
+    p = ConductanceLIFParams(
+        v_thresh_mv=-50.0,
+        theta_offset_mv=0.0,
+        theta_init_mv=-30.0,
+        v_init_offset_mv=0.0,
+        refractory_ms=5.0,
+        clamp_ms=0.0,
+        theta_plus_mv=0.05,
+    )
     f = cl.decay_factors(p, 0.5)
     st = cl.initial_state(p, (1,))
     times = []
@@ -76,7 +84,9 @@ def test_adaptive_threshold_and_refractory_spike_block():
         if spk.item():
             times.append(t)
     assert times[:4] == [0, 10, 20, 30]  # 5 ms spike block at dt 0.5 ms
-    assert st.theta.item() == pytest.approx(-30.0 * f.theta ** 60 + 0.05 * sum(f.theta ** (59 - t) for t in times), rel=1e-9)
+    assert st.theta.item() == pytest.approx(
+        -30.0 * f.theta**60 + 0.05 * sum(f.theta ** (59 - t) for t in times), rel=1e-9
+    )
 
 
 def test_current_lif_first_spike_time_is_analytic():

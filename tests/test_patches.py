@@ -4,8 +4,14 @@ import pytest
 import torch
 
 from spikeforge.config import ConfigError
-from spikeforge.encoding.patches import (PatchParams, coverage, extract_patches, fold_patches,
-                                         patch_grid_shape, patch_origins)
+from spikeforge.encoding.patches import (
+    PatchParams,
+    coverage,
+    extract_patches,
+    fold_patches,
+    patch_grid_shape,
+    patch_origins,
+)
 
 
 @pytest.mark.parametrize("size,stride", [(5, 2), (7, 3), (4, 4), (1, 1), (9, 9)])
@@ -18,7 +24,7 @@ def test_extract_matches_direct_slices(size, stride):
     origins = patch_origins((11, 9), size, stride)
     for b in range(3):
         for k, (r, c) in enumerate(origins.tolist()):
-            direct = imgs[b, r:r + size, c:c + size].reshape(-1)
+            direct = imgs[b, r : r + size, c : c + size].reshape(-1)
             assert torch.equal(out[b, k], direct)
 
 

@@ -73,8 +73,7 @@ def test_histogram(tmp_path):
 
 def test_curves(tmp_path):
     curves = {"train": [0.1, 0.5, 0.8], "test": np.linspace(0, 1, 50)}
-    _is_png(plot_curves(curves, tmp_path / "c.png", "examples", "accuracy",
-                        x={"train": [100, 200, 300]}))
+    _is_png(plot_curves(curves, tmp_path / "c.png", "examples", "accuracy", x={"train": [100, 200, 300]}))
     with pytest.raises(ValueError, match="3 values but 2 x positions"):
         plot_curves({"a": [1, 2, 3]}, tmp_path / "d.png", "x", "y", x=[1, 2])
     with pytest.raises(ValueError, match="non-empty"):

@@ -15,11 +15,13 @@ DT = 0.5
 def _engine(name, w0, trace_mode="set", pre_sign=-1):
     # one input, one excitatory neuron whose threshold lies below rest: it fires at steps
     # 0, 10, 20, ... (5 ms spike block), so post spike times are known; inhibition is off
-    cfg = DiehlCookConfig.from_dict({
-        "network": {"n_input": 1, "n_neurons": 1, "w_ei": 0.0, "w_ie": 0.0, "input_delay_max_ms": 0.0},
-        "exc": {"adaptive": False, "v_thresh_mv": -70.0, "v_init_offset_mv": 0.0},
-        "stdp": {"trace_mode": trace_mode, "pre_sign": pre_sign},
-    })
+    cfg = DiehlCookConfig.from_dict(
+        {
+            "network": {"n_input": 1, "n_neurons": 1, "w_ei": 0.0, "w_ie": 0.0, "input_delay_max_ms": 0.0},
+            "exc": {"adaptive": False, "v_thresh_mv": -70.0, "v_init_offset_mv": 0.0},
+            "stdp": {"trace_mode": trace_mode, "pre_sign": pre_sign},
+        }
+    )
     state = DiehlCookState(weights=np.array([[w0]]), theta=np.zeros(1), delays=np.zeros((1, 1), np.int32))
     eng = make_engine(name, cfg, state)
     if name == "torch":
@@ -55,13 +57,17 @@ def test_rate_scale_multiplies_both_learning_rates(engine):
     sp = cfg.stdp
     eng.set_rate_scale(0.25)
     _, w = _run(eng, [3], 15)  # the pair and triplet of the test above, at a quarter of the rates
-    expected = (0.5 - 0.25 * sp.nu_pre * math.exp(-3 * DT / sp.tau_post1_ms)
-                + 0.25 * sp.nu_post * math.exp(-7 * DT / sp.tau_pre_ms) * math.exp(-10 * DT / sp.tau_post2_ms))
+    expected = (
+        0.5
+        - 0.25 * sp.nu_pre * math.exp(-3 * DT / sp.tau_post1_ms)
+        + 0.25 * sp.nu_post * math.exp(-7 * DT / sp.tau_pre_ms) * math.exp(-10 * DT / sp.tau_post2_ms)
+    )
     assert w == pytest.approx(expected, rel=0, abs=1e-14)
 
 
 def test_learning_rate_schedule_is_piecewise_constant_in_examples():
     from spikeforge.plasticity.stdp import STDPParams
+
     sp = STDPParams(nu_decay=0.5, nu_decay_every=10)
     assert [sp.rate_scale(k) for k in (0, 9, 10, 19, 20, 35)] == [1, 1, 0.5, 0.5, 0.25, 0.125]
     assert STDPParams().rate_scale(10**6) == 1.0
@@ -102,17 +108,22 @@ def test_add_mode_accumulates_traces():
 
 def test_delayed_arrival_sets_the_trace_at_arrival():
     # a 4-step delay: the spike emitted at step 3 arrives at step 7; post at 10 sees a 3-step-old trace
-    cfg = DiehlCookConfig.from_dict({
-        "network": {"n_input": 1, "n_neurons": 1, "w_ei": 0.0, "w_ie": 0.0, "input_delay_max_ms": 10.0},
-        "exc": {"adaptive": False, "v_thresh_mv": -70.0, "v_init_offset_mv": 0.0},
-    })
+    cfg = DiehlCookConfig.from_dict(
+        {
+            "network": {"n_input": 1, "n_neurons": 1, "w_ei": 0.0, "w_ie": 0.0, "input_delay_max_ms": 10.0},
+            "exc": {"adaptive": False, "v_thresh_mv": -70.0, "v_init_offset_mv": 0.0},
+        }
+    )
     state = DiehlCookState(weights=np.array([[0.5]]), theta=np.zeros(1), delays=np.array([[4]], np.int32))
     sp = cfg.stdp
     for name in ("numba", "torch"):
         eng = make_engine(name, cfg, state)
         _, w = _run(eng, [3], 15)
-        expected = (0.5 - sp.nu_pre * math.exp(-7 * DT / sp.tau_post1_ms)
-                    + sp.nu_post * math.exp(-3 * DT / sp.tau_pre_ms) * math.exp(-10 * DT / sp.tau_post2_ms))
+        expected = (
+            0.5
+            - sp.nu_pre * math.exp(-7 * DT / sp.tau_post1_ms)
+            + sp.nu_post * math.exp(-3 * DT / sp.tau_pre_ms) * math.exp(-10 * DT / sp.tau_post2_ms)
+        )
         assert w == pytest.approx(expected, abs=1e-14), name
 
 
@@ -126,6 +137,7 @@ def test_normalize_columns_sums_and_leaves_zero_columns():
 def test_engine_normalizes_before_each_training_presentation():
     cfg = DiehlCookConfig.from_dict({"network": {"n_input": 16, "n_neurons": 5, "norm_total": 3.0}})
     from spikeforge.models.diehl_cook import init_state
+
     eng = make_engine("numba", cfg, init_state(cfg, np.random.default_rng(0)))
     eng.present(np.full((1, 16), 255, np.uint8), learning=True, keys=[7])
     # normalised, then STDP changed it a little during the presentation
@@ -133,11 +145,13 @@ def test_engine_normalizes_before_each_training_presentation():
 
 
 def _rule_engine(name, kind, w0):
-    cfg = DiehlCookConfig.from_dict({
-        "network": {"n_input": 1, "n_neurons": 1, "w_ei": 0.0, "w_ie": 0.0, "input_delay_max_ms": 0.0},
-        "exc": {"adaptive": False, "v_thresh_mv": -70.0, "v_init_offset_mv": 0.0},
-        "stdp": {"kind": kind, "nu_pre": 0.01, "nu_post": 0.05},
-    })
+    cfg = DiehlCookConfig.from_dict(
+        {
+            "network": {"n_input": 1, "n_neurons": 1, "w_ei": 0.0, "w_ie": 0.0, "input_delay_max_ms": 0.0},
+            "exc": {"adaptive": False, "v_thresh_mv": -70.0, "v_init_offset_mv": 0.0},
+            "stdp": {"kind": kind, "nu_pre": 0.01, "nu_post": 0.05},
+        }
+    )
     state = DiehlCookState(weights=np.array([[w0]]), theta=np.zeros(1), delays=np.zeros((1, 1), np.int32))
     return cfg, make_engine(name, cfg, state)
 
@@ -158,13 +172,14 @@ def test_other_diehl_cook_rules_on_a_pair_follow_their_equations(engine, kind, w
         if x_pre is None:
             # pre spike at step 3
             if kind == "postpre":
-                expected -= sp.nu_pre * x_post1_at_3 * expected ** sp.mu
+                expected -= sp.nu_pre * x_post1_at_3 * expected**sp.mu
             x_pre = x_pre_at_10
         if kind in ("postpre", "presynaptic"):
             expected += sp.nu_post * (x_pre - sp.x_tar) * (sp.w_max - expected) ** sp.mu
         else:
-            expected += sp.nu_post * (x_pre * math.exp(-sp.beta * expected)
-                                      - sp.x_tar * math.exp(-sp.beta * (sp.w_max - expected)))
+            expected += sp.nu_post * (
+                x_pre * math.exp(-sp.beta * expected) - sp.x_tar * math.exp(-sp.beta * (sp.w_max - expected))
+            )
         expected = min(max(expected, sp.w_min), sp.w_max)
     assert w == pytest.approx(expected, abs=1e-13)
 
@@ -179,7 +194,9 @@ def test_power_law_dependence_is_a_soft_upper_bound(kind):
 
 def test_projections_against_explicit_matrices():
     import torch
+
     from spikeforge.synapses.projections import all_but_self, dense, one_to_one
+
     x = torch.tensor([[1.0, 0.0, 1.0, 1.0]])
     hollow = 17.0 * (torch.ones(4, 4) - torch.eye(4))
     torch.testing.assert_close(all_but_self(x, 17.0), x @ hollow)

@@ -31,10 +31,13 @@ def test_closed_forms_at_points():
     x = torch.tensor([0.0, 0.1, -0.3], dtype=torch.float64)
     k = 4.0
     torch.testing.assert_close(get_surrogate("fast_sigmoid", k).grad(x), 1 / (1 + k * x.abs()) ** 2)
-    torch.testing.assert_close(get_surrogate("arctan", 2.0).grad(torch.zeros(1, dtype=torch.float64)),
-                               torch.ones(1, dtype=torch.float64))  # alpha/2 at 0
-    torch.testing.assert_close(get_surrogate("sigmoid", k).grad(torch.zeros(1, dtype=torch.float64)),
-                               torch.full((1,), k / 4, dtype=torch.float64))
+    torch.testing.assert_close(
+        get_surrogate("arctan", 2.0).grad(torch.zeros(1, dtype=torch.float64)), torch.ones(1, dtype=torch.float64)
+    )  # alpha/2 at 0
+    torch.testing.assert_close(
+        get_surrogate("sigmoid", k).grad(torch.zeros(1, dtype=torch.float64)),
+        torch.full((1,), k / 4, dtype=torch.float64),
+    )
     tri = get_surrogate("triangle", 2.0).grad(torch.tensor([0.0, 0.25, 0.5, 1.0], dtype=torch.float64))
     torch.testing.assert_close(tri, torch.tensor([2.0, 1.0, 0.0, 0.0], dtype=torch.float64))
 

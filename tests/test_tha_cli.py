@@ -8,9 +8,30 @@ from spikeforge.cli.main import main
 
 
 def _tiny_mnist(out, *extra):
-    return main(["tha", "mnist", "--out", str(out), "--data-dir", "embedded", "--train-limit", "96",
-                 "--val-size", "32", "--test-limit", "40", "--num-steps", "3", "--batch-size", "32",
-                 "--quiet", "--set", "run.checkpoint_every=1", *extra])
+    return main(
+        [
+            "tha",
+            "mnist",
+            "--out",
+            str(out),
+            "--data-dir",
+            "embedded",
+            "--train-limit",
+            "96",
+            "--val-size",
+            "32",
+            "--test-limit",
+            "40",
+            "--num-steps",
+            "3",
+            "--batch-size",
+            "32",
+            "--quiet",
+            "--set",
+            "run.checkpoint_every=1",
+            *extra,
+        ]
+    )
 
 
 def test_mnist_tiny_run_writes_results_plots_and_resumes(tmp_path, capsys):
@@ -24,6 +45,7 @@ def test_mnist_tiny_run_writes_results_plots_and_resumes(tmp_path, capsys):
         assert (out / "trial0" / f).is_file(), f
     # annealed thresholds after 2 steps follow the closed form and are in the checkpoint
     from spikeforge.experiments.tha import _load_ckpt
+
     tensors, meta = _load_ckpt(out / "trial0" / "last")
     theta1 = 15.983 - (15.983 - 11.666) * (1 - 0.024) ** 2
     assert float(tensors["model.lif1.threshold"]) == pytest.approx(theta1, rel=1e-5)
@@ -50,12 +72,15 @@ def test_resume_with_other_config_is_refused(tmp_path, capsys):
     assert "different configuration" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("override, message", [
-    ("model.surrogate=\"nope\"", "unknown surrogate gradient 'nope'"),
-    ("anneal.alpha=[0.1, 1.5, 0.1]", "anneal.alpha[1] = 1.5"),
-    ("anneal.theta_final=[1.0, 30.0, 4.0]", "below the initial threshold"),
-    ("train.lr=-1", "train.lr"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ('model.surrogate="nope"', "unknown surrogate gradient 'nope'"),
+        ("anneal.alpha=[0.1, 1.5, 0.1]", "anneal.alpha[1] = 1.5"),
+        ("anneal.theta_final=[1.0, 30.0, 4.0]", "below the initial threshold"),
+        ("train.lr=-1", "train.lr"),
+    ],
+)
 def test_bad_config_values_are_clear_errors(tmp_path, capsys, override, message):
     assert main(["tha", "mnist", "--out", str(tmp_path), "--set", override, "--show-config"]) == 2
     assert message in capsys.readouterr().err
@@ -63,17 +88,37 @@ def test_bad_config_values_are_clear_errors(tmp_path, capsys, override, message)
 
 def test_spike_timing_tiny(tmp_path):
     out = tmp_path / "st"
-    assert main(["tha", "spike-timing", "--out", str(out), "--iterations", "6", "--hidden", "30",
-                 "--quiet", "--set", "frame_every=2"]) == 0
+    assert (
+        main(
+            [
+                "tha",
+                "spike-timing",
+                "--out",
+                str(out),
+                "--iterations",
+                "6",
+                "--hidden",
+                "30",
+                "--quiet",
+                "--set",
+                "frame_every=2",
+            ]
+        )
+        == 0
+    )
     res = json.loads((out / "results.json").read_text())
-    assert set(res["cases"]) == {"full_precision_theta1", "binarized_theta1", "binarized_theta50",
-                                 "binarized_annealed_5_to_50"}
+    assert set(res["cases"]) == {
+        "full_precision_theta1",
+        "binarized_theta1",
+        "binarized_theta50",
+        "binarized_annealed_5_to_50",
+    }
     for name, r in res["cases"].items():
         for f in ("loss.png", "membrane_final.png", "membrane_training.gif"):
             assert (out / name / f).is_file()
         assert r["final_loss"] >= 0
     ann = res["cases"]["binarized_annealed_5_to_50"]
-    assert ann["final_threshold"] == pytest.approx(50 - 45 * 0.995 ** 6, rel=1e-5)
+    assert ann["final_threshold"] == pytest.approx(50 - 45 * 0.995**6, rel=1e-5)
 
 
 def test_interrupted_run_resumes_mid_epoch_to_the_same_weights(tmp_path, monkeypatch):
@@ -113,8 +158,10 @@ def test_init_from_another_run_keeps_weights_and_annealed_thresholds(tmp_path, c
     assert _tiny_mnist(first, "--epochs", "1") == 0
     a, _ = _load_ckpt(first / "trial0" / "last")
     second = tmp_path / "second"
-    assert _tiny_mnist(second, "--epochs", "1", "--init-from", str(first / "trial0" / "last"),
-                       "--set", "train.lr=1e-12") == 0
+    assert (
+        _tiny_mnist(second, "--epochs", "1", "--init-from", str(first / "trial0" / "last"), "--set", "train.lr=1e-12")
+        == 0
+    )
     assert "initialised from" in capsys.readouterr().out
     b, _ = _load_ckpt(second / "trial0" / "last")
     assert torch_close(a["model.conv1.weight"], b["model.conv1.weight"])  # lr ~0: unchanged

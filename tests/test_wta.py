@@ -10,8 +10,7 @@ from spikeforge.synapses.wta import hollow_current, hollow_matrix, identity_matr
 def test_identity_and_hollow_matrices():
     i = identity_matrix(4, 2.5)
     h = hollow_matrix(4, 3.0)
-    assert torch.equal(i, torch.tensor([[2.5, 0, 0, 0], [0, 2.5, 0, 0], [0, 0, 2.5, 0],
-                                        [0, 0, 0, 2.5]]))
+    assert torch.equal(i, torch.tensor([[2.5, 0, 0, 0], [0, 2.5, 0, 0], [0, 0, 2.5, 0], [0, 0, 0, 2.5]]))
     assert torch.equal(h.diagonal(), torch.zeros(4))
     assert torch.equal(h + torch.eye(4) * 3.0, torch.full((4, 4), 3.0))
     with pytest.raises(ValueError):
@@ -33,11 +32,15 @@ def test_k_winners_keeps_largest_drive_among_candidates():
 
 
 def _layer(**kw):
-    base = dict(n_features=3, n_inputs=2, inhibition="ei", w_ei_na=10.0, w_ie_na=50.0,
-                excitatory=dict(v_rest_mv=0.0, v_reset_mv=0.0, v_thresh_mv=1.0, tau_m_ms=1.0,
-                                r_mohm=1.0, refractory_ms=0.0),
-                inhibitory=dict(v_rest_mv=0.0, v_reset_mv=0.0, v_thresh_mv=0.5, tau_m_ms=1.0,
-                                r_mohm=1.0, refractory_ms=0.0))
+    base = dict(
+        n_features=3,
+        n_inputs=2,
+        inhibition="ei",
+        w_ei_na=10.0,
+        w_ie_na=50.0,
+        excitatory=dict(v_rest_mv=0.0, v_reset_mv=0.0, v_thresh_mv=1.0, tau_m_ms=1.0, r_mohm=1.0, refractory_ms=0.0),
+        inhibitory=dict(v_rest_mv=0.0, v_reset_mv=0.0, v_thresh_mv=0.5, tau_m_ms=1.0, r_mohm=1.0, refractory_ms=0.0),
+    )
     base.update(kw)
     return WTALayerParams.from_dict(base)
 
@@ -78,9 +81,19 @@ def test_k_winners_layer_lets_only_the_strongest_fire():
 
 
 def test_adaptive_threshold_shared_across_batch():
-    p = _layer(inhibition="none",
-               excitatory=dict(v_rest_mv=0.0, v_reset_mv=0.0, v_thresh_mv=1.0, tau_m_ms=1.0,
-                               r_mohm=1.0, refractory_ms=0.0, adapt_alpha=0.1, adapt_beta_mv=0.5))
+    p = _layer(
+        inhibition="none",
+        excitatory=dict(
+            v_rest_mv=0.0,
+            v_reset_mv=0.0,
+            v_thresh_mv=1.0,
+            tau_m_ms=1.0,
+            r_mohm=1.0,
+            refractory_ms=0.0,
+            adapt_alpha=0.1,
+            adapt_beta_mv=0.5,
+        ),
+    )
     w = torch.tensor([[5.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
     thr = torch.tensor([[0.2, 0.2, 0.2]])
     st = _fresh_state(p, 2, thr)
@@ -98,8 +111,9 @@ def test_compiled_response_equals_pytorch_step(inhibition, k):
     from spikeforge.models.event_stdp import RateCodingParams, respond
 
     g = torch.Generator().manual_seed(3)
-    p = WTALayerParams.from_dict(dict(n_features=12, n_inputs=9, inhibition=inhibition, k=k,
-                                      input_current_na=3.0, w_ie_na=3.0))
+    p = WTALayerParams.from_dict(
+        dict(n_features=12, n_inputs=9, inhibition=inhibition, k=k, input_current_na=3.0, w_ie_na=3.0)
+    )
     w = torch.rand(9, 12, generator=g)
     thr = torch.rand(1, 12, generator=g) * 0.5
     patches = torch.rand(300, 9, generator=g) * (torch.rand(300, 1, generator=g) < 0.7)
@@ -119,7 +133,7 @@ def test_patch_layer_wrapper_learns_and_rejects_wrong_shapes():
     layer = EventSTDPPatchLayer(WTALayerParams(n_features=4, n_inputs=9, input_current_na=5.0), seed=0)
     w0 = layer.w.clone()
     patches = torch.zeros(40, 9)
-    patches[:, :3] = 1.0                                     # always the same three pixels on
+    patches[:, :3] = 1.0  # always the same three pixels on
     assert layer.learn(patches) > 0
     assert not torch.equal(layer.w, w0)
     assert layer.respond(patches[:5]).shape == (5, 4)

@@ -3,11 +3,11 @@ evaluated by reconstruction and by a linear readout."""
 
 from __future__ import annotations
 
-import argparse
 import json
 
-from .argtypes import number as _float, positive_int as _positive_int, whole as _int
-
+from .argtypes import number as _float
+from .argtypes import positive_int as _positive_int
+from .argtypes import whole as _int
 
 # flag -> config field; values are validated by the config (so the error names the field and range)
 _FIELDS = {
@@ -33,19 +33,30 @@ _FIELDS = {
 
 def add_parser(subparsers) -> None:
     top = subparsers.add_parser(
-        "event-stdp", help="event-based STDP features on image patches (Tavanaei et al. 2018)",
+        "event-stdp",
+        help="event-based STDP features on image patches (Tavanaei et al. 2018)",
         description="Learn features from MNIST patches with postsynaptic event-based STDP in a "
-                    "winner-take-all LIF layer, then reconstruct test images and train a linear readout.")
+        "winner-take-all LIF layer, then reconstruct test images and train a linear readout.",
+    )
     sub = top.add_subparsers(dest="event_stdp_command", metavar="STAGE")
-    p = sub.add_parser("run", help="learn features, reconstruct, train and test a linear readout",
-                       description="Writes results.json, config.toml, features/checkpoint files and "
-                                   "figures to --out; an interrupted run resumes its feature training.")
+    p = sub.add_parser(
+        "run",
+        help="learn features, reconstruct, train and test a linear readout",
+        description="Writes results.json, config.toml, features/checkpoint files and "
+        "figures to --out; an interrupted run resumes its feature training.",
+    )
     p.add_argument("--out", default="runs/event-stdp", help="run directory (default: runs/event-stdp)")
     p.add_argument("--config", help="TOML file overriding configs/event_stdp.toml")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a config value, e.g. --set layer.w_ie_na=30 (repeatable)")
-    p.add_argument("--data-dir", help="MNIST IDX directory (default: $SPIKEFORGE_DATA, else the "
-                                      "embedded 3000/1000 subset)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value, e.g. --set layer.w_ie_na=30 (repeatable)",
+    )
+    p.add_argument(
+        "--data-dir", help="MNIST IDX directory (default: $SPIKEFORGE_DATA, else the embedded 3000/1000 subset)"
+    )
     p.add_argument("--train-limit", type=_int, help="use the first N training images (default all)")
     p.add_argument("--test-limit", type=_int, help="use the first N test images (default all)")
     p.add_argument("--feature-images", type=_int, help="training images whose patches train the features")
@@ -74,7 +85,17 @@ def _run(args) -> int:
     fields = {_FIELDS[k]: getattr(args, k) for k in _FIELDS if getattr(args, k) is not None}
     cfg = load_config(args.config, args.set, fields)
     results = run(cfg, args.out, quiet=args.quiet, threads=args.threads)
-    summary = {k: results[k] for k in ("accuracy", "reconstruction_mse", "reconstruction_mse_random",
-                                       "features", "patch_size", "stride", "train_seconds")}
+    summary = {
+        k: results[k]
+        for k in (
+            "accuracy",
+            "reconstruction_mse",
+            "reconstruction_mse_random",
+            "features",
+            "patch_size",
+            "stride",
+            "train_seconds",
+        )
+    }
     print(json.dumps(summary, indent=2))
     return 0

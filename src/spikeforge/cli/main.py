@@ -43,8 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"spikeforge: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("spikeforge: interrupted; run the same command again to resume from the last checkpoint",
-              file=sys.stderr)
+        print("spikeforge: interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
         return 130
 
 

@@ -11,20 +11,36 @@ from .argtypes import positive_int as _pos_int
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("tha", help="gradient-trained binarized SNNs with threshold annealing (snn-tha)",
-                              description="Experiments of Eshraghian & Lu 2022 (threshold annealing).")
+    p = subparsers.add_parser(
+        "tha",
+        help="gradient-trained binarized SNNs with threshold annealing (snn-tha)",
+        description="Experiments of Eshraghian & Lu 2022 (threshold annealing).",
+    )
     sub = p.add_subparsers(dest="tha_command", metavar="EXPERIMENT")
 
     m = sub.add_parser("mnist", help="train the snn-tha MNIST conv SNN (binarized/full precision, annealing on/off)")
     m.add_argument("--config", help="TOML config (default: the packaged configs/tha_mnist.toml)")
-    m.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a config field, e.g. --set train.lr=5e-3 (repeatable)")
+    m.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config field, e.g. --set train.lr=5e-3 (repeatable)",
+    )
     m.add_argument("--out", help="run directory (default: run.out_dir)")
     m.add_argument("--data-dir", help="MNIST IDX directory (default: $SPIKEFORGE_DATA, else the embedded subset)")
-    m.add_argument("--binarize", action=argparse.BooleanOptionalAction, default=None,
-                   help="binarized weights (default) or full precision")
-    m.add_argument("--anneal", action=argparse.BooleanOptionalAction, default=None,
-                   help="threshold annealing on (default) or off (thresholds stay at their initial values)")
+    m.add_argument(
+        "--binarize",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="binarized weights (default) or full precision",
+    )
+    m.add_argument(
+        "--anneal",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="threshold annealing on (default) or off (thresholds stay at their initial values)",
+    )
     m.add_argument("--epochs", type=_pos_int)
     m.add_argument("--trials", type=_pos_int)
     m.add_argument("--seed", type=int)
@@ -34,9 +50,12 @@ def add_parser(subparsers) -> None:
     m.add_argument("--val-size", type=_pos_int, help="validation images held out from the training set")
     m.add_argument("--num-steps", type=_pos_int, help="time steps (default 100)")
     m.add_argument("--batch-size", type=_pos_int)
-    m.add_argument("--init-from", metavar="CHECKPOINT",
-                   help="start from another run's checkpoint (e.g. RUN/trial0/best): weights, batch norm, "
-                        "thresholds; fresh optimizer and LR schedule")
+    m.add_argument(
+        "--init-from",
+        metavar="CHECKPOINT",
+        help="start from another run's checkpoint (e.g. RUN/trial0/best): weights, batch norm, "
+        "thresholds; fresh optimizer and LR schedule",
+    )
     m.add_argument("--fresh", action="store_true", help="delete the run directory's checkpoints and start again")
     m.add_argument("--quiet", action="store_true", help="no progress bar")
     m.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
@@ -74,11 +93,19 @@ def _mnist(args) -> int:
     from ..experiments.tha import load_config, train_mnist
 
     sets = list(args.set)
-    flags = {"binarize": "model.binarize", "anneal": "anneal.enabled", "epochs": "run.epochs",
-             "trials": "run.trials", "seed": "run.seed", "threads": "run.threads",
-             "train_limit": "data.train_limit", "test_limit": "data.test_limit",
-             "val_size": "data.val_size", "num_steps": "model.num_steps",
-             "batch_size": "train.batch_size"}
+    flags = {
+        "binarize": "model.binarize",
+        "anneal": "anneal.enabled",
+        "epochs": "run.epochs",
+        "trials": "run.trials",
+        "seed": "run.seed",
+        "threads": "run.threads",
+        "train_limit": "data.train_limit",
+        "test_limit": "data.test_limit",
+        "val_size": "data.val_size",
+        "num_steps": "model.num_steps",
+        "batch_size": "train.batch_size",
+    }
     for attr, key in flags.items():
         v = getattr(args, attr)
         if v is not None:
@@ -100,8 +127,12 @@ def _mnist(args) -> int:
     res = train_mnist(cfg, out)
     s = res["summary"]
     acc = s["test_acc_at_best_val_mean"]
-    print(f"test accuracy at best validation epoch: {100 * acc:.2f} % (mean of {s['num_trials']} trial(s)); "
-          f"results in {out / 'results.json'}" if acc is not None else f"results in {out / 'results.json'}")
+    print(
+        f"test accuracy at best validation epoch: {100 * acc:.2f} % (mean of {s['num_trials']} trial(s)); "
+        f"results in {out / 'results.json'}"
+        if acc is not None
+        else f"results in {out / 'results.json'}"
+    )
     return 0
 
 
@@ -121,6 +152,8 @@ def _spike_timing(args) -> int:
     res = run_spike_timing(cfg, out, progress=not args.quiet)
     print(f"results in {out / 'results.json'}")
     for name, r in res["cases"].items():
-        print(f"  {name:30s} final loss {r['final_loss']:.4g}  /peak^2 {r['final_loss_normalised']:.4g}  "
-              f"output spikes {r['final_output_spike_times']}")
+        print(
+            f"  {name:30s} final loss {r['final_loss']:.4g}  /peak^2 {r['final_loss_normalised']:.4g}  "
+            f"output spikes {r['final_output_spike_times']}"
+        )
     return 0

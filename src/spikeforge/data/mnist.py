@@ -89,6 +89,7 @@ def _split_files_text() -> str:
 # IDX
 # --------------------------------------------------------------------------------------------
 
+
 def _is_gzip(path: Path) -> bool:
     with path.open("rb") as fh:
         return fh.read(2) == _GZIP_MAGIC
@@ -108,11 +109,11 @@ def _read_exact(fh, n: int, path: Path, what: str) -> bytes:
     try:
         data = fh.read(n)
     except (OSError, EOFError, zlib.error) as err:  # BadGzipFile is an OSError
-        raise DataError(f"{path}: corrupted or truncated gzip data while reading {what} ({err}); "
-                        f"{_fix_for(path)}") from None
+        raise DataError(
+            f"{path}: corrupted or truncated gzip data while reading {what} ({err}); {_fix_for(path)}"
+        ) from None
     if len(data) < n:
-        raise DataError(f"{path}: file is truncated: expected {n} bytes of {what}, found "
-                        f"{len(data)}; {_fix_for(path)}")
+        raise DataError(f"{path}: file is truncated: expected {n} bytes of {what}, found {len(data)}; {_fix_for(path)}")
     return data
 
 
@@ -122,7 +123,8 @@ def _parse_header(fh, path: Path) -> tuple[np.dtype, tuple[int, ...]]:
         raise DataError(
             f"{path}: not an IDX file (magic bytes {magic.hex()}; expected 0000 followed by a "
             f"type code among {', '.join(f'{c:02x}' for c in _IDX_DTYPES)} and the number of "
-            f"dimensions); {_fix_for(path)}")
+            f"dimensions); {_fix_for(path)}"
+        )
     ndim = magic[3]
     dims = np.frombuffer(_read_exact(fh, 4 * ndim, path, "IDX dimensions"), dtype=">u4")
     return np.dtype(_IDX_DTYPES[magic[2]]), tuple(int(d) for d in dims)
@@ -170,7 +172,8 @@ def read_idx(path: str | os.PathLike[str], limit: int | None = None) -> np.ndarr
             if extra:
                 raise DataError(
                     f"{path}: file is too long: expected {nbytes} bytes of {what}, found "
-                    f"{nbytes + extra}; {_fix_for(path)}")
+                    f"{nbytes + extra}; {_fix_for(path)}"
+                )
     return np.frombuffer(payload, dtype=dtype).reshape(dims).astype(dtype.newbyteorder("="))
 
 
@@ -181,8 +184,7 @@ def _count_rest(fh, path: Path, what: str) -> int:
         try:
             chunk = fh.read(1 << 20)
         except (OSError, EOFError, zlib.error) as err:
-            raise DataError(f"{path}: corrupted gzip data after the {what} ({err}); "
-                            f"{_fix_for(path)}") from None
+            raise DataError(f"{path}: corrupted gzip data after the {what} ({err}); {_fix_for(path)}") from None
         if not chunk:
             return total
         total += len(chunk)
@@ -199,8 +201,7 @@ def write_idx(path: str | os.PathLike[str], array: np.ndarray, compress: bool | 
     codes = {np.dtype(v).newbyteorder("="): k for k, v in _IDX_DTYPES.items()}
     key = array.dtype.newbyteorder("=")
     if key not in codes:
-        raise DataError(f"cannot write dtype {array.dtype} as IDX (use uint8, int8, int16, int32, "
-                        "float32 or float64)")
+        raise DataError(f"cannot write dtype {array.dtype} as IDX (use uint8, int8, int16, int32, float32 or float64)")
     header = bytes([0, 0, codes[key], array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
     raw = header + np.ascontiguousarray(array, dtype=_IDX_DTYPES[codes[key]]).tobytes()
     if compress is None:
@@ -229,6 +230,7 @@ def file_md5(path: str | os.PathLike[str]) -> str:
 # locating and loading
 # --------------------------------------------------------------------------------------------
 
+
 def default_data_dir() -> Path:
     """``$SPIKEFORGE_DATA`` if set, else ``$XDG_CACHE_HOME/spikeforge/mnist`` (or ``~/.cache/...``)."""
     env = os.environ.get(ENV_VAR)
@@ -255,7 +257,8 @@ def _missing_files_error(directory: Path, missing: Sequence[str], source: str) -
         f"MNIST directory {directory} ({source}) {what}. It must hold the four MNIST files:\n"
         f"{names}\n"
         f"Download them with `spikeforge data download --dir {directory}`, or point "
-        f"--data-dir / {ENV_VAR} at a directory that has them.")
+        f"--data-dir / {ENV_VAR} at a directory that has them."
+    )
 
 
 def _check_limit(limit: int | None, available: int, split: str, where: str, fix: str) -> int:
@@ -275,23 +278,29 @@ def _check_split(split: str) -> None:
 
 def _validate_pair(images: np.ndarray, labels: np.ndarray, img_path, lbl_path) -> None:
     if images.ndim != 3 or images.dtype != np.uint8:
-        raise DataError(f"{img_path}: expected uint8 images of shape [n, rows, cols], found "
-                        f"{images.dtype} {images.shape}; is this a labels file? "
-                        f"{_fix_for(Path(img_path))}")
+        raise DataError(
+            f"{img_path}: expected uint8 images of shape [n, rows, cols], found "
+            f"{images.dtype} {images.shape}; is this a labels file? "
+            f"{_fix_for(Path(img_path))}"
+        )
     if labels.ndim != 1 or labels.dtype != np.uint8:
-        raise DataError(f"{lbl_path}: expected uint8 labels of shape [n], found {labels.dtype} "
-                        f"{labels.shape}; is this an images file? {_fix_for(Path(lbl_path))}")
+        raise DataError(
+            f"{lbl_path}: expected uint8 labels of shape [n], found {labels.dtype} "
+            f"{labels.shape}; is this an images file? {_fix_for(Path(lbl_path))}"
+        )
     if images.shape[0] != labels.shape[0]:
-        raise DataError(f"{img_path} has {images.shape[0]} images but {lbl_path} has "
-                        f"{labels.shape[0]} labels; the two files come from different sets. "
-                        f"{_fix_for(Path(img_path))}")
+        raise DataError(
+            f"{img_path} has {images.shape[0]} images but {lbl_path} has "
+            f"{labels.shape[0]} labels; the two files come from different sets. "
+            f"{_fix_for(Path(img_path))}"
+        )
     if labels.size and labels.max() > 9:
-        raise DataError(f"{lbl_path}: label {int(labels.max())} is outside 0-9; "
-                        f"{_fix_for(Path(lbl_path))}")
+        raise DataError(f"{lbl_path}: label {int(labels.max())} is outside 0-9; {_fix_for(Path(lbl_path))}")
 
 
-def load_mnist(data_dir: str | os.PathLike[str] | None = None, split: str = "train",
-               limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load_mnist(
+    data_dir: str | os.PathLike[str] | None = None, split: str = "train", limit: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Load MNIST ``split`` ("train" or "test") as ``(images uint8 [n, 28, 28], labels uint8 [n])``.
 
     ``data_dir`` is resolved as described in the module docstring (``"embedded"`` selects the
@@ -316,8 +325,7 @@ def load_mnist(data_dir: str | os.PathLike[str] | None = None, split: str = "tra
         # validate against the header count before reading the payload
         with _open_decompressed(img_path) as fh:
             _, dims = _parse_header(fh, img_path)
-        _check_limit(limit, dims[0] if dims else 0, split, str(img_path),
-                     "lower the limit")
+        _check_limit(limit, dims[0] if dims else 0, split, str(img_path), "lower the limit")
     images = read_idx(img_path, limit=limit)
     labels = read_idx(lbl_path, limit=limit)
     _validate_pair(images, labels, img_path, lbl_path)
@@ -337,17 +345,25 @@ def load_embedded(split: str = "train", limit: int | None = None) -> tuple[np.nd
         with res.open("rb") as fh, np.load(io.BytesIO(fh.read()), allow_pickle=False) as z:
             images, labels = z[f"{split}_images"], z[f"{split}_labels"]
     except FileNotFoundError:
-        raise DataError(f"the embedded MNIST subset ({res}) is missing from this installation; "
-                        "reinstall spikeforge, or pass --data-dir with the full MNIST "
-                        "(`spikeforge data download`)") from None
-    n = _check_limit(limit, images.shape[0], split, "the embedded MNIST subset",
-                     f"pass --data-dir DIR (or set {ENV_VAR}) with the full MNIST, downloaded by "
-                     "`spikeforge data download --dir DIR`")
+        raise DataError(
+            f"the embedded MNIST subset ({res}) is missing from this installation; "
+            "reinstall spikeforge, or pass --data-dir with the full MNIST "
+            "(`spikeforge data download`)"
+        ) from None
+    n = _check_limit(
+        limit,
+        images.shape[0],
+        split,
+        "the embedded MNIST subset",
+        f"pass --data-dir DIR (or set {ENV_VAR}) with the full MNIST, downloaded by "
+        "`spikeforge data download --dir DIR`",
+    )
     return images[:n], labels[:n]
 
 
-def load_dataset(data_dir: str | os.PathLike[str] | None = None, split: str = "train",
-                 limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load_dataset(
+    data_dir: str | os.PathLike[str] | None = None, split: str = "train", limit: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """What experiments call: :func:`load_mnist`, except that with neither ``data_dir`` nor
     ``$SPIKEFORGE_DATA`` it uses the embedded subset instead of the download directory."""
     if data_dir is None and not os.environ.get(ENV_VAR):
@@ -367,6 +383,7 @@ def describe_source(data_dir: str | os.PathLike[str] | None = None) -> str:
 # --------------------------------------------------------------------------------------------
 # checking and downloading
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class FileCheck:
@@ -391,8 +408,7 @@ def _check_one(directory: Path, name: str) -> FileCheck:
     except DataError as err:
         return FileCheck(name, path, None, False, None, str(err))
     ok = md5 == MNIST_MD5[name]
-    problem = None if ok else (f"md5 {md5} differs from the official {MNIST_MD5[name]}; "
-                               f"{_fix_for(path)}")
+    problem = None if ok else (f"md5 {md5} differs from the official {MNIST_MD5[name]}; {_fix_for(path)}")
     return FileCheck(name, path, md5, ok, shape, problem)
 
 
@@ -406,9 +422,13 @@ def _join_url(base: str, name: str) -> str:
     return base.rstrip("/") + "/" + name + ".gz"
 
 
-def download_mnist(dest_dir: str | os.PathLike[str] | None = None,
-                   mirrors: Sequence[str] | None = None, *, timeout_s: float = 60.0,
-                   log: Callable[[str], None] | None = None) -> dict[str, Path]:
+def download_mnist(
+    dest_dir: str | os.PathLike[str] | None = None,
+    mirrors: Sequence[str] | None = None,
+    *,
+    timeout_s: float = 60.0,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Path]:
     """Download the four MNIST files (gzipped) into ``dest_dir`` and verify them.
 
     ``dest_dir`` defaults to :func:`default_data_dir`. For each file, mirrors (base URLs, default
@@ -429,8 +449,7 @@ def download_mnist(dest_dir: str | os.PathLike[str] | None = None,
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise DataError(f"cannot create the data directory {directory} ({err}); choose another "
-                        "with --dir") from None
+        raise DataError(f"cannot create the data directory {directory} ({err}); choose another with --dir") from None
     result: dict[str, Path] = {}
     for name in _all_names():
         existing = find_mnist_file(directory, name)
@@ -486,7 +505,8 @@ def download_mnist(dest_dir: str | os.PathLike[str] | None = None,
             raise DataError(
                 f"could not download {name}.gz from any mirror:\n{tried}\n"
                 f"Check the network or give a working mirror with --mirror URL, or copy the file "
-                f"by hand into {directory} (its decompressed md5 must be {MNIST_MD5[name]}).")
+                f"by hand into {directory} (its decompressed md5 must be {MNIST_MD5[name]})."
+            )
     return result
 
 

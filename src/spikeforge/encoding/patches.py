@@ -18,8 +18,6 @@ All functions work on batches (``[batch, H, W]`` tensors) with :func:`torch.nn.f
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from pydantic import Field
@@ -36,10 +34,10 @@ class PatchParams(Params):
     """
 
     size_px: int = Field(7, ge=1, description="side of a square patch (pixels)")
-    stride_px: int = Field(3, ge=1, description="step between patch origins (pixels); "
-                           "< size_px overlaps, == size_px tiles")
-    count: Optional[int] = Field(None, ge=1, description="random patches kept per image "
-                                 "(None: all positions)")
+    stride_px: int = Field(
+        3, ge=1, description="step between patch origins (pixels); < size_px overlaps, == size_px tiles"
+    )
+    count: int | None = Field(None, ge=1, description="random patches kept per image (None: all positions)")
 
 
 def _check(image_hw: tuple[int, int], size_px: int, stride_px: int) -> None:
@@ -51,7 +49,8 @@ def _check(image_hw: tuple[int, int], size_px: int, stride_px: int) -> None:
     if size_px > h or size_px > w:
         raise ConfigError(
             f"patch size_px = {size_px} is larger than the image ({h} x {w} pixels); "
-            f"use a patch of at most {min(h, w)} pixels")
+            f"use a patch of at most {min(h, w)} pixels"
+        )
 
 
 def patch_grid_shape(image_hw: tuple[int, int], size_px: int, stride_px: int) -> tuple[int, int]:
@@ -70,9 +69,13 @@ def patch_origins(image_hw: tuple[int, int], size_px: int, stride_px: int) -> to
     return torch.stack(torch.meshgrid(rows, cols, indexing="ij"), dim=-1).reshape(-1, 2)
 
 
-def extract_patches(images: torch.Tensor, size_px: int, stride_px: int,
-                    count: int | None = None,
-                    generator: torch.Generator | None = None) -> torch.Tensor:
+def extract_patches(
+    images: torch.Tensor,
+    size_px: int,
+    stride_px: int,
+    count: int | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Cut a batch of images into flattened patches.
 
     Parameters
@@ -100,15 +103,15 @@ def extract_patches(images: torch.Tensor, size_px: int, stride_px: int,
         return patches.contiguous()
     n_pos = patches.shape[1]
     if count > n_pos:
-        raise ConfigError(f"patch count = {count} exceeds the {n_pos} positions per image "
-                          f"(size {size_px}, stride {stride_px})")
+        raise ConfigError(
+            f"patch count = {count} exceeds the {n_pos} positions per image (size {size_px}, stride {stride_px})"
+        )
     keys = torch.rand((patches.shape[0], n_pos), generator=generator)
     idx = keys.argsort(dim=1)[:, :count].to(patches.device)
     return torch.gather(patches, 1, idx.unsqueeze(-1).expand(-1, -1, patches.shape[2]))
 
 
-def fold_patches(patches: torch.Tensor, image_hw: tuple[int, int], size_px: int,
-                 stride_px: int) -> torch.Tensor:
+def fold_patches(patches: torch.Tensor, image_hw: tuple[int, int], size_px: int, stride_px: int) -> torch.Tensor:
     """Inverse of :func:`extract_patches` (all positions): put patches back in place and average
     where they overlap. Pixels covered by no patch are 0.
 
@@ -118,7 +121,8 @@ def fold_patches(patches: torch.Tensor, image_hw: tuple[int, int], size_px: int,
     if patches.dim() != 3 or patches.shape[1] != gr * gc or patches.shape[2] != size_px * size_px:
         raise ConfigError(
             f"patches of shape {tuple(patches.shape)} do not match a {gr} x {gc} grid of "
-            f"{size_px} x {size_px} patches; expected [batch, {gr * gc}, {size_px * size_px}]")
+            f"{size_px} x {size_px} patches; expected [batch, {gr * gc}, {size_px * size_px}]"
+        )
     h, w = int(image_hw[0]), int(image_hw[1])
     cols = patches.transpose(1, 2)
     summed = F.fold(cols, output_size=(h, w), kernel_size=size_px, stride=stride_px)
@@ -131,5 +135,4 @@ def coverage(image_hw: tuple[int, int], size_px: int, stride_px: int) -> torch.T
     """``[H, W]`` number of patches covering each pixel (0 where the grid leaves pixels out)."""
     gr, gc = patch_grid_shape(image_hw, size_px, stride_px)
     ones = torch.ones((1, size_px * size_px, gr * gc))
-    return F.fold(ones, output_size=tuple(int(v) for v in image_hw), kernel_size=size_px,
-                  stride=stride_px)[0, 0]
+    return F.fold(ones, output_size=tuple(int(v) for v in image_hw), kernel_size=size_px, stride=stride_px)[0, 0]

@@ -24,8 +24,9 @@ def image_rates_hz(pixels, rate_hz_per_level: float, intensity: float):
     return pixels * (rate_hz_per_level * intensity)
 
 
-def poisson_raster(rates_hz: torch.Tensor, n_steps: int, dt_ms: float,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
+def poisson_raster(
+    rates_hz: torch.Tensor, n_steps: int, dt_ms: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Bernoulli raster ``[n_steps, *rates.shape]`` with ``P(spike) = rate * dt`` per step."""
     if n_steps < 0:
         raise ValueError(f"n_steps must be >= 0, got {n_steps}")

@@ -28,8 +28,7 @@ def direct(x: torch.Tensor, num_steps: int) -> torch.Tensor:
     return x.unsqueeze(1).expand(x.shape[0], num_steps, *x.shape[1:])
 
 
-def rate(x: torch.Tensor, num_steps: int, gain: float = 1.0,
-         generator: torch.Generator | None = None) -> torch.Tensor:
+def rate(x: torch.Tensor, num_steps: int, gain: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
     """Bernoulli/Poisson rate code: ``[B, ...] -> [B, T, ...]`` of 0/1 spikes, ``P = gain * x``."""
     _check(x, num_steps)
     p = (x.float() * gain).clamp(0.0, 1.0)

@@ -56,13 +56,16 @@ class DCEngine:
         raise NotImplementedError
 
 
-def make_engine(name: str, cfg: DiehlCookConfig, state: DiehlCookState, seed: int = 0,
-                device: str | None = None) -> DCEngine:
+def make_engine(
+    name: str, cfg: DiehlCookConfig, state: DiehlCookState, seed: int = 0, device: str | None = None
+) -> DCEngine:
     """Build an engine by name: ``numba`` (exact, sequential, CPU) or ``torch`` (batched, any device)."""
     if name == "numba":
         from .dc_numba import NumbaDCEngine
+
         return NumbaDCEngine(cfg, state, seed=seed)
     if name == "torch":
         from .dc_torch import TorchDCEngine
+
         return TorchDCEngine(cfg, state, seed=seed, device=device)
     raise ConfigError(f"unknown engine '{name}' (choose one of: {', '.join(ENGINES)})")

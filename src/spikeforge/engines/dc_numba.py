@@ -29,10 +29,10 @@ import warnings
 import numpy as np
 from numba import njit
 
+from ..config import ConfigError
 from ..encoding.poisson import poisson_events
 from ..models.diehl_cook import DiehlCookConfig, DiehlCookState
 from ..neurons.conductance_lif import ConductanceLIFParams, decay_factors
-from ..config import ConfigError
 from .base import DCEngine, attempt_seed
 
 # ---------------------------------------------------------------------------------------------
@@ -83,17 +83,47 @@ def on_post(code, prm, w, x_pre, x_post2_before):
 
 
 # layout of the neuron parameter vector read by the kernel
-_NP = ("v_rest", "v_reset", "v_thresh_eff", "e_exc", "e_inh", "dt_over_tau", "f_ge", "f_gi",
-       "f_theta", "theta_plus", "refractory_steps", "clamp_steps", "adaptive", "exponential")
+_NP = (
+    "v_rest",
+    "v_reset",
+    "v_thresh_eff",
+    "e_exc",
+    "e_inh",
+    "dt_over_tau",
+    "f_ge",
+    "f_gi",
+    "f_theta",
+    "theta_plus",
+    "refractory_steps",
+    "clamp_steps",
+    "adaptive",
+    "exponential",
+)
 
 
 def neuron_vector(p: ConductanceLIFParams, dt_ms: float) -> np.ndarray:
     """The neuron parameters in the order the kernel reads them (see ``_NP``)."""
     f = decay_factors(p, dt_ms)
     thresh = p.v_thresh_mv - p.theta_offset_mv if p.adaptive else p.v_thresh_mv
-    return np.array([p.v_rest_mv, p.v_reset_mv, thresh, p.e_exc_mv, p.e_inh_mv, f.dt_over_tau_m,
-                     f.ge, f.gi, f.theta, p.theta_plus_mv, f.refractory_steps, f.clamp_steps,
-                     float(p.adaptive), float(p.integration == "exponential")], dtype=np.float64)
+    return np.array(
+        [
+            p.v_rest_mv,
+            p.v_reset_mv,
+            thresh,
+            p.e_exc_mv,
+            p.e_inh_mv,
+            f.dt_over_tau_m,
+            f.ge,
+            f.gi,
+            f.theta,
+            p.theta_plus_mv,
+            f.refractory_steps,
+            f.clamp_steps,
+            float(p.adaptive),
+            float(p.integration == "exponential"),
+        ],
+        dtype=np.float64,
+    )
 
 
 def trace_table(tau_ms: float, dt_ms: float) -> np.ndarray:
@@ -221,8 +251,9 @@ def _activate(j, active, is_active):
 
 
 @njit(cache=True, inline="always")
-def _pre_update(i, j, d, t, W, rule, rule_prm, post1, x_post2, post_last, tab_post2,
-                ring_t, ring_head, ring_ge, hist_len):
+def _pre_update(
+    i, j, d, t, W, rule, rule_prm, post1, x_post2, post_last, tab_post2, ring_t, ring_head, ring_ge, hist_len
+):
     """Pre-spike STDP update of synapse (i, j) whose spike (emitted at ``t - d``) arrives at ``t``."""
     old = W[i, j]
     new = on_pre(rule, rule_prm, old, post1, _decayed(tab_post2, x_post2[j], t - post_last[j]))
@@ -251,14 +282,57 @@ def _push(bk_i, bk_j, bk_n, bk_over, t_arrive, i, j):
 
 
 @njit(cache=True)
-def run_steps(n_steps, ev_ptr, ev_idx, learning, counts,
-              t_now, ne, ni, w_ei, w_ie,
-              v_e, ge_e, gi_e, theta, since_e, v_i, ge_i, gi_i, since_i,
-              W, OFF, DT, hist_idx, hist_n, ring_ge,
-              rule, rule_prm, trace_set, tab_pre, tab_post1, tab_post2,
-              ring_t, ring_x, ring_head, x_post1, x_post2, post_last,
-              recent, bk_i, bk_j, bk_n, bk_over, spk_e, spk_i, inh_active, inh_is_active,
-              rec_t, rec_j, rec_n):
+def run_steps(
+    n_steps,
+    ev_ptr,
+    ev_idx,
+    learning,
+    counts,
+    t_now,
+    ne,
+    ni,
+    w_ei,
+    w_ie,
+    v_e,
+    ge_e,
+    gi_e,
+    theta,
+    since_e,
+    v_i,
+    ge_i,
+    gi_i,
+    since_i,
+    W,
+    OFF,
+    DT,
+    hist_idx,
+    hist_n,
+    ring_ge,
+    rule,
+    rule_prm,
+    trace_set,
+    tab_pre,
+    tab_post1,
+    tab_post2,
+    ring_t,
+    ring_x,
+    ring_head,
+    x_post1,
+    x_post2,
+    post_last,
+    recent,
+    bk_i,
+    bk_j,
+    bk_n,
+    bk_over,
+    spk_e,
+    spk_i,
+    inh_active,
+    inh_is_active,
+    rec_t,
+    rec_j,
+    rec_n,
+):
     """Advance the network ``n_steps`` steps with input events ``(ev_ptr, ev_idx)`` (CSR by step;
     ``ev_ptr`` of length ``n_steps + 1``; all zeros for no input). Adds excitatory spike counts to
     ``counts`` and returns the new global step counter. Excitatory spikes are also written to the
@@ -350,8 +424,23 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts,
                             j = recent[q + 1]
                             if DT[j, i] == d:
                                 post1 = x_post1[j] * tab_post1[t - post_last[j]]
-                                _pre_update(i, j, d, t, W, rule, rule_prm, post1, x_post2, post_last,
-                                            tab_post2, ring_t, ring_head, ring_ge, hist_len)
+                                _pre_update(
+                                    i,
+                                    j,
+                                    d,
+                                    t,
+                                    W,
+                                    rule,
+                                    rule_prm,
+                                    post1,
+                                    x_post2,
+                                    post_last,
+                                    tab_post2,
+                                    ring_t,
+                                    ring_head,
+                                    ring_ge,
+                                    hist_len,
+                                )
                 bk_over[b] = False
             else:
                 for q in range(bk_n[b]):
@@ -359,8 +448,23 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts,
                     j = bk_j[b, q]
                     gap = t - post_last[j]
                     if gap < post_window:
-                        _pre_update(i, j, DT[j, i], t, W, rule, rule_prm, x_post1[j] * tab_post1[gap],
-                                    x_post2, post_last, tab_post2, ring_t, ring_head, ring_ge, hist_len)
+                        _pre_update(
+                            i,
+                            j,
+                            DT[j, i],
+                            t,
+                            W,
+                            rule,
+                            rule_prm,
+                            x_post1[j] * tab_post1[gap],
+                            x_post2,
+                            post_last,
+                            tab_post2,
+                            ring_t,
+                            ring_head,
+                            ring_ge,
+                            hist_len,
+                        )
             bk_n[b] = 0
         else:
             bk_n[t & hm] = 0
@@ -469,8 +573,10 @@ class NumbaDCEngine(DCEngine):
     def __init__(self, cfg: DiehlCookConfig, state: DiehlCookState, seed: int = 0, device=None):
         super().__init__(cfg, state, seed)
         if cfg.inh.adaptive:
-            raise ConfigError("the compiled engine has no adaptive threshold for the inhibitory layer: "
-                              "set inh.adaptive = false or use --engine torch")
+            raise ConfigError(
+                "the compiled engine has no adaptive threshold for the inhibitory layer: "
+                "set inh.adaptive = false or use --engine torch"
+            )
         net, proto, stdp = cfg.network, cfg.protocol, cfg.stdp
         n_in, n = net.n_input, net.n_neurons
         dt = proto.dt_ms
@@ -552,9 +658,32 @@ class NumbaDCEngine(DCEngine):
         self.bk_over = np.zeros(self.hist_n.shape[0], np.bool_)
 
     # dynamic state that a checkpoint carries so that a resumed run continues exactly
-    _DYNAMIC = ("v_e", "ge_e", "gi_e", "since_e", "v_i", "ge_i", "gi_i", "since_i", "ring_t",
-                "ring_x", "ring_head", "x_post1", "x_post2", "post_last", "hist_idx", "hist_n", "ring_ge", "recent",
-                "bk_i", "bk_j", "bk_n", "bk_over", "inh_active", "inh_is_active")
+    _DYNAMIC = (
+        "v_e",
+        "ge_e",
+        "gi_e",
+        "since_e",
+        "v_i",
+        "ge_i",
+        "gi_i",
+        "since_i",
+        "ring_t",
+        "ring_x",
+        "ring_head",
+        "x_post1",
+        "x_post2",
+        "post_last",
+        "hist_idx",
+        "hist_n",
+        "ring_ge",
+        "recent",
+        "bk_i",
+        "bk_j",
+        "bk_n",
+        "bk_over",
+        "inh_active",
+        "inh_is_active",
+    )
 
     def dynamic_state(self) -> dict[str, np.ndarray]:
         out = {k: getattr(self, k).copy() for k in self._DYNAMIC}
@@ -565,9 +694,12 @@ class NumbaDCEngine(DCEngine):
         """Restore the state saved by :meth:`dynamic_state`; returns False (and keeps the state at
         rest) when the checkpoint was written by an engine with another ring layout."""
         if "hist_n" in arrays and arrays["hist_n"].shape != self.hist_n.shape:
-            warnings.warn("the checkpoint's network dynamics were saved by an older engine layout: "
-                          "training continues from its weights and theta with membranes and STDP traces "
-                          "at rest (not bit-identical to an uninterrupted run)", stacklevel=2)
+            warnings.warn(
+                "the checkpoint's network dynamics were saved by an older engine layout: "
+                "training continues from its weights and theta with membranes and STDP traces "
+                "at rest (not bit-identical to an uninterrupted run)",
+                stacklevel=2,
+            )
             return False
         for k in self._DYNAMIC:
             if k in arrays:
@@ -581,29 +713,66 @@ class NumbaDCEngine(DCEngine):
 
     def _run(self, n_steps, ptr, idx, learning, counts):
         self.t = run_steps(
-            n_steps, ptr, idx, learning, counts, self.t, self.ne, self.ni,
-            self.cfg.network.w_ei, self.cfg.network.w_ie,
-            self.v_e, self.ge_e, self.gi_e, self.theta, self.since_e,
-            self.v_i, self.ge_i, self.gi_i, self.since_i,
-            self.W, self.off, self.d_cols, self.hist_idx, self.hist_n, self.ring_ge,
-            self.rule_code, self.rule_prm, self.trace_set, self.tab_pre, self.tab_post1,
-            self.tab_post2, self.ring_t, self.ring_x, self.ring_head, self.x_post1, self.x_post2,
-            self.post_last, self.recent, self.bk_i, self.bk_j, self.bk_n, self.bk_over, self.spk_e, self.spk_i,
-            self.inh_active, self.inh_is_active, *self._rec)
+            n_steps,
+            ptr,
+            idx,
+            learning,
+            counts,
+            self.t,
+            self.ne,
+            self.ni,
+            self.cfg.network.w_ei,
+            self.cfg.network.w_ie,
+            self.v_e,
+            self.ge_e,
+            self.gi_e,
+            self.theta,
+            self.since_e,
+            self.v_i,
+            self.ge_i,
+            self.gi_i,
+            self.since_i,
+            self.W,
+            self.off,
+            self.d_cols,
+            self.hist_idx,
+            self.hist_n,
+            self.ring_ge,
+            self.rule_code,
+            self.rule_prm,
+            self.trace_set,
+            self.tab_pre,
+            self.tab_post1,
+            self.tab_post2,
+            self.ring_t,
+            self.ring_x,
+            self.ring_head,
+            self.x_post1,
+            self.x_post2,
+            self.post_last,
+            self.recent,
+            self.bk_i,
+            self.bk_j,
+            self.bk_n,
+            self.bk_over,
+            self.spk_e,
+            self.spk_i,
+            self.inh_active,
+            self.inh_is_active,
+            *self._rec,
+        )
 
     def run_events(self, ptr, idx, learning: bool, n_steps: int | None = None) -> np.ndarray:
         """Run one phase driven by CSR input events; returns excitatory spike counts."""
         n_steps = len(ptr) - 1 if n_steps is None else n_steps
         counts = np.zeros(self.cfg.network.n_neurons, np.int64)
-        self._run(n_steps, np.ascontiguousarray(ptr, np.int32), np.ascontiguousarray(idx, np.int32),
-                  learning, counts)
+        self._run(n_steps, np.ascontiguousarray(ptr, np.int32), np.ascontiguousarray(idx, np.int32), learning, counts)
         return counts
 
     def rest(self, learning: bool) -> None:
         n = self.cfg.protocol.rest_steps
         if n > 0:
-            self._run(n, self._no_input(n), self._empty_idx, learning,
-                      np.zeros(self.cfg.network.n_neurons, np.int64))
+            self._run(n, self._no_input(n), self._empty_idx, learning, np.zeros(self.cfg.network.n_neurons, np.int64))
 
     _empty_idx = np.zeros(0, np.int32)
 

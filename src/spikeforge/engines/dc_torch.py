@@ -28,8 +28,14 @@ from .stdp_torch import post_update, pre_update
 class TorchDCEngine(DCEngine):
     name = "torch"
 
-    def __init__(self, cfg: DiehlCookConfig, state: DiehlCookState, seed: int = 0, device=None,
-                 dtype: torch.dtype = torch.float64):
+    def __init__(
+        self,
+        cfg: DiehlCookConfig,
+        state: DiehlCookState,
+        seed: int = 0,
+        device=None,
+        dtype: torch.dtype = torch.float64,
+    ):
         super().__init__(cfg, state, seed)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.dtype = dtype
@@ -42,8 +48,9 @@ class TorchDCEngine(DCEngine):
         self.fe = cl.decay_factors(cfg.exc, cfg.protocol.dt_ms)
         self.fi = cl.decay_factors(cfg.inh, cfg.protocol.dt_ms)
         dt, sp = cfg.protocol.dt_ms, cfg.stdp
-        self.f_pre, self.f_post1, self.f_post2 = (math.exp(-dt / tau) for tau in
-                                                  (sp.tau_pre_ms, sp.tau_post1_ms, sp.tau_post2_ms))
+        self.f_pre, self.f_post1, self.f_post2 = (
+            math.exp(-dt / tau) for tau in (sp.tau_pre_ms, sp.tau_post1_ms, sp.tau_post2_ms)
+        )
         self.stdp = sp  # the rule with the current learning-rate scale (set_rate_scale)
         self._input_index = torch.arange(cfg.network.n_input, device=self.device)[:, None]
         self.batch = 0
@@ -90,8 +97,7 @@ class TorchDCEngine(DCEngine):
         else:
             # flat index of (slot, input) per synapse: one index_select instead of slow advanced indexing
             lin = ((t - self.D) % self.hist_len) * self.W.shape[0] + self._input_index
-            arrived = self.hist.reshape(self.batch, -1).index_select(1, lin.reshape(-1)).view(
-                self.batch, *self.W.shape)
+            arrived = self.hist.reshape(self.batch, -1).index_select(1, lin.reshape(-1)).view(self.batch, *self.W.shape)
         ge_e = self.exc.ge + torch.einsum("bij,ij->bj", arrived, self.W)
         if learning:
             self.x_pre.mul_(self.f_pre)
@@ -130,6 +136,7 @@ class TorchDCEngine(DCEngine):
     def run_events(self, ptr, idx, learning: bool) -> np.ndarray:
         """Single-example phase from CSR events (the compiled engine's input form)."""
         from ..encoding.poisson import events_to_raster
+
         raster = events_to_raster(np.asarray(ptr), np.asarray(idx), self.cfg.network.n_input)
         return self.run_raster(torch.from_numpy(raster), learning)[0].cpu().numpy()
 
@@ -148,7 +155,9 @@ class TorchDCEngine(DCEngine):
         proto = self.cfg.protocol
         b = len(keys)
         self._ensure(b)
-        pixels = torch.as_tensor(np.asarray(images, dtype=np.float64).reshape(b, -1), device=self.device, dtype=self.dtype)
+        pixels = torch.as_tensor(
+            np.asarray(images, dtype=np.float64).reshape(b, -1), device=self.device, dtype=self.dtype
+        )
         counts = torch.zeros((b, self.cfg.network.n_neurons), dtype=torch.long, device=self.device)
         attempts = np.zeros(b, np.int64)
         pending = torch.ones(b, dtype=torch.bool, device=self.device)
@@ -176,6 +185,8 @@ class TorchDCEngine(DCEngine):
         return counts.cpu().numpy(), attempts
 
     def export_state(self) -> DiehlCookState:
-        return DiehlCookState(weights=self.W.detach().cpu().numpy().copy(),
-                              theta=self.theta.detach().cpu().numpy().copy(),
-                              delays=self.delays_np.copy())
+        return DiehlCookState(
+            weights=self.W.detach().cpu().numpy().copy(),
+            theta=self.theta.detach().cpu().numpy().copy(),
+            delays=self.delays_np.copy(),
+        )

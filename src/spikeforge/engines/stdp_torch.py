@@ -12,8 +12,9 @@ import torch
 from ..plasticity.stdp import STDPParams
 
 
-def pre_update(p: STDPParams, w: torch.Tensor, arrived: torch.Tensor, x_post1: torch.Tensor,
-               x_post2: torch.Tensor) -> torch.Tensor:
+def pre_update(
+    p: STDPParams, w: torch.Tensor, arrived: torch.Tensor, x_post1: torch.Tensor, x_post2: torch.Tensor
+) -> torch.Tensor:
     """``dW [n_in, N]`` for spikes ``arrived [B, n_in, N]`` given post traces ``[B, N]``."""
     if p.kind == "triplet":
         return (p.pre_sign * p.nu_pre) * torch.einsum("bij,bj->ij", arrived, x_post1)
@@ -22,8 +23,9 @@ def pre_update(p: STDPParams, w: torch.Tensor, arrived: torch.Tensor, x_post1: t
     return torch.zeros_like(w)
 
 
-def post_update(p: STDPParams, w: torch.Tensor, x_pre: torch.Tensor, post_spikes: torch.Tensor,
-                x_post2_before: torch.Tensor) -> torch.Tensor:
+def post_update(
+    p: STDPParams, w: torch.Tensor, x_pre: torch.Tensor, post_spikes: torch.Tensor, x_post2_before: torch.Tensor
+) -> torch.Tensor:
     """``dW [n_in, N]`` for post spikes ``[B, N]`` given pre traces ``[B, n_in, N]``."""
     if p.kind == "triplet":
         return p.nu_post * torch.einsum("bij,bj->ij", x_pre, post_spikes * x_post2_before)

@@ -13,6 +13,13 @@ from .labels import (
 )
 
 __all__ = [
-    "UNASSIGNED", "ClassResponses", "accuracy", "assign_labels", "assignments_from_means",
-    "class_mean_responses", "confusion_matrix", "vote", "vote_scores",
+    "UNASSIGNED",
+    "ClassResponses",
+    "accuracy",
+    "assign_labels",
+    "assignments_from_means",
+    "class_mean_responses",
+    "confusion_matrix",
+    "vote",
+    "vote_scores",
 ]

@@ -49,8 +49,10 @@ def _as_labels(labels, n_classes: int, k: int | None = None, name: str = "labels
     if k is not None and arr.shape[0] != k:
         raise ValueError(f"{name} has {arr.shape[0]} entries but counts has {k} examples (rows)")
     if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
-        raise ValueError(f"{name} must lie in 0..{n_classes - 1} (n_classes={n_classes}), found "
-                         f"values from {arr.min()} to {arr.max()}")
+        raise ValueError(
+            f"{name} must lie in 0..{n_classes - 1} (n_classes={n_classes}), found "
+            f"values from {arr.min()} to {arr.max()}"
+        )
     return arr
 
 
@@ -107,17 +109,19 @@ def vote_scores(counts, assignments, n_classes: int = 10) -> np.ndarray:
     neurons assigned to it (0 for a class without neurons). Neurons with -1 take no part."""
     n_classes = _check_n_classes(n_classes)
     counts = _as_counts(counts)
-    assign = np.asarray(assignments.detach().cpu().numpy() if hasattr(assignments, "detach")
-                        else assignments)
+    assign = np.asarray(assignments.detach().cpu().numpy() if hasattr(assignments, "detach") else assignments)
     if assign.ndim != 1 or assign.shape[0] != counts.shape[1]:
-        raise ValueError(f"assignments must have one entry per neuron ({counts.shape[1]}, the columns "
-                         f"of counts), got shape {assign.shape}")
+        raise ValueError(
+            f"assignments must have one entry per neuron ({counts.shape[1]}, the columns "
+            f"of counts), got shape {assign.shape}"
+        )
     if assign.size and assign.dtype.kind not in "iu":
         raise ValueError(f"assignments must be integers, got dtype {assign.dtype}")
     assign = assign.astype(np.int64, copy=False)
     if assign.size and (assign.min() < UNASSIGNED or assign.max() >= n_classes):
-        raise ValueError(f"assignments must lie in -1..{n_classes - 1}, found values from "
-                         f"{assign.min()} to {assign.max()}")
+        raise ValueError(
+            f"assignments must lie in -1..{n_classes - 1}, found values from {assign.min()} to {assign.max()}"
+        )
     member = np.zeros((assign.shape[0], n_classes), dtype=np.float64)
     assigned = assign >= 0
     member[np.flatnonzero(assigned), assign[assigned]] = 1.0
@@ -152,8 +156,11 @@ def confusion_matrix(true, pred, n_classes: int = 10) -> np.ndarray:
     n_classes = _check_n_classes(n_classes)
     true = _as_labels(true, n_classes, name="true")
     pred = _as_labels(pred, n_classes, true.shape[0], name="pred")
-    return np.bincount(true * n_classes + pred, minlength=n_classes * n_classes).reshape(
-        n_classes, n_classes).astype(np.int64)
+    return (
+        np.bincount(true * n_classes + pred, minlength=n_classes * n_classes)
+        .reshape(n_classes, n_classes)
+        .astype(np.int64)
+    )
 
 
 def accuracy(true, pred) -> float:
@@ -189,8 +196,9 @@ class ClassResponses:
             labels = np.atleast_1d(np.asarray(labels))
         counts = _as_counts(counts)
         if counts.shape[1] != self.sums.shape[1]:
-            raise ValueError(f"counts has {counts.shape[1]} neurons (columns) but this accumulator "
-                             f"was made for {self.sums.shape[1]}")
+            raise ValueError(
+                f"counts has {counts.shape[1]} neurons (columns) but this accumulator was made for {self.sums.shape[1]}"
+            )
         labels = _as_labels(labels, self.n_classes, counts.shape[0])
         for c in np.unique(labels):  # at most n_classes passes, each over that class's rows
             rows = counts[labels == c]

@@ -20,24 +20,28 @@ from ..config import ConfigError
 
 def _counts(spikes: torch.Tensor, time_dim: int) -> tuple[torch.Tensor, int]:
     if spikes.dim() != 3:
-        raise ConfigError(f"output spikes must be [B, T, C] (or [T, B, C] with time_dim=0), got "
-                          f"shape {tuple(spikes.shape)}")
+        raise ConfigError(
+            f"output spikes must be [B, T, C] (or [T, B, C] with time_dim=0), got shape {tuple(spikes.shape)}"
+        )
     return spikes.sum(time_dim), spikes.shape[time_dim]
 
 
 def _check_labels(counts: torch.Tensor, labels: torch.Tensor) -> None:
     if labels.dim() != 1 or labels.shape[0] != counts.shape[0]:
-        raise ConfigError(f"labels of shape {tuple(labels.shape)} do not match a batch of "
-                          f"{counts.shape[0]} outputs")
+        raise ConfigError(f"labels of shape {tuple(labels.shape)} do not match a batch of {counts.shape[0]} outputs")
 
 
-def spike_count_mse(spikes: torch.Tensor, labels: torch.Tensor, correct_rate: float = 0.8,
-                    incorrect_rate: float = 0.2, time_dim: int = 1) -> torch.Tensor:
+def spike_count_mse(
+    spikes: torch.Tensor,
+    labels: torch.Tensor,
+    correct_rate: float = 0.8,
+    incorrect_rate: float = 0.2,
+    time_dim: int = 1,
+) -> torch.Tensor:
     counts, T = _counts(spikes, time_dim)
     _check_labels(counts, labels)
     if not (0.0 <= incorrect_rate <= 1.0 and 0.0 <= correct_rate <= 1.0):
-        raise ConfigError(f"rates must be in [0, 1], got correct_rate={correct_rate}, "
-                          f"incorrect_rate={incorrect_rate}")
+        raise ConfigError(f"rates must be in [0, 1], got correct_rate={correct_rate}, incorrect_rate={incorrect_rate}")
     target = torch.full_like(counts, float(int(T * incorrect_rate)))
     target.scatter_(1, labels.long().view(-1, 1), float(int(T * correct_rate)))
     return F.mse_loss(counts, target) / T
@@ -51,8 +55,7 @@ def count_cross_entropy(spikes: torch.Tensor, labels: torch.Tensor, time_dim: in
 
 def membrane_mse(mem: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     if mem.shape != target.shape:
-        raise ConfigError(f"membrane of shape {tuple(mem.shape)} and target of shape "
-                          f"{tuple(target.shape)} differ")
+        raise ConfigError(f"membrane of shape {tuple(mem.shape)} and target of shape {tuple(target.shape)} differ")
     return F.mse_loss(mem, target)
 
 

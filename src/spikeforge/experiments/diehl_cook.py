@@ -54,7 +54,9 @@ class RunParams(Params):
     checkpoint_every: int = Field(2000, ge=1)
     running_window: int = Field(1000, ge=10)
     data_dir: str | None = None
-    record_examples: int = Field(0, ge=0, le=1000, description="record the spikes of this many test examples (compiled engine)")
+    record_examples: int = Field(
+        0, ge=0, le=1000, description="record the spikes of this many test examples (compiled engine)"
+    )
 
 
 class Experiment:
@@ -68,8 +70,14 @@ class Experiment:
 
     # ----------------------------------------------------------------- config
     @classmethod
-    def from_sources(cls, out, config_path=None, overrides: list[str] | None = None,
-                     run_fields: dict[str, Any] | None = None, quiet=False) -> "Experiment":
+    def from_sources(
+        cls,
+        out,
+        config_path=None,
+        overrides: list[str] | None = None,
+        run_fields: dict[str, Any] | None = None,
+        quiet=False,
+    ) -> Experiment:
         """Defaults <- TOML file <- ``section.key=value`` overrides <- command-line flags.
 
         When ``out`` already holds a run (its ``config.json``), that run's settings replace the
@@ -79,8 +87,10 @@ class Experiment:
         if saved.is_file():
             data = json.loads(saved.read_text())
             if not isinstance(data.get("run"), dict) or not isinstance(data.get("model"), dict):
-                raise ConfigError(f"{saved} is not a spikeforge Diehl & Cook config (no run/model sections); "
-                                  f"move it away or choose another --out directory")
+                raise ConfigError(
+                    f"{saved} is not a spikeforge Diehl & Cook config (no run/model sections); "
+                    f"move it away or choose another --out directory"
+                )
         else:
             data = load_toml(DEFAULT_CONFIG)
         if config_path:
@@ -113,6 +123,7 @@ class Experiment:
 
     def _data(self, split: str, limit: int):
         from ..data.mnist import load_dataset
+
         images, labels = load_dataset(self.run.data_dir, split, limit)
         return images.reshape(len(images), -1), labels.astype(np.int64)
 
@@ -121,8 +132,13 @@ class Experiment:
         tensors = {"weights": st.weights, "theta": st.theta, "delays": st.delays}
         if hasattr(engine, "dynamic_state"):
             tensors.update({f"dyn.{k}": v for k, v in engine.dynamic_state().items()})
-        meta = {"model": self.model.to_dict(), "run": self.run.to_dict(), "progress": progress,
-                "engine": engine.name, "version": __version__}
+        meta = {
+            "model": self.model.to_dict(),
+            "run": self.run.to_dict(),
+            "progress": progress,
+            "engine": engine.name,
+            "version": __version__,
+        }
         save_checkpoint(self.ckpt, tensors, meta)
 
     def load(self) -> tuple[DiehlCookState, dict[str, np.ndarray], dict[str, Any]]:
@@ -135,12 +151,15 @@ class Experiment:
                 f"the checkpoint in {self.out} holds a network of shape {tuple(state.weights.shape)} "
                 f"(n_input x neurons) but the config asks for "
                 f"({self.model.network.n_input}, {self.model.network.n_neurons}): pass --neurons {saved_n} "
-                f"to use it, or choose a new --out directory to start a network of the new size")
+                f"to use it, or choose a new --out directory to start a network of the new size"
+            )
         saved_model = DiehlCookConfig.from_dict(meta["model"])
         if saved_model != self.model:
             diffs = _diff(saved_model.to_dict(), self.model.to_dict())
-            raise ConfigError(f"the checkpoint in {self.out} was trained with a different model config "
-                              f"({'; '.join(diffs)}); use the same settings or a new --out directory")
+            raise ConfigError(
+                f"the checkpoint in {self.out} was trained with a different model config "
+                f"({'; '.join(diffs)}); use the same settings or a new --out directory"
+            )
         dyn = {k[4:]: v for k, v in arrays.items() if k.startswith("dyn.")}
         return state, dyn, meta
 
@@ -198,8 +217,9 @@ class Experiment:
         try:
             for epoch in range(progress["epoch"], run.epochs):
                 start = progress["index"] if epoch == progress["epoch"] else 0
-                for b0, b1, counts, attempts in self._present(engine, images, True, STAGE_TRAIN, epoch, start,
-                                                              run.train_examples, schedule=True):
+                for b0, b1, counts, attempts in self._present(
+                    engine, images, True, STAGE_TRAIN, epoch, start, run.train_examples, schedule=True
+                ):
                     for k, i in enumerate(range(b0, b1)):
                         recent_counts[filled % window], recent_labels[filled % window] = counts[k], labels[i]
                         filled += 1
@@ -209,8 +229,12 @@ class Experiment:
                             if previous_assign is not None:
                                 running_acc = accuracy(recent_labels, vote(recent_counts, previous_assign, 10))
                             previous_assign = assign_labels(recent_counts, recent_labels, 10)
-                    progress.update(epoch=epoch, index=b1, examples_seen=progress["examples_seen"] + (b1 - b0),
-                                    attempts=progress["attempts"] + int(attempts.sum()))
+                    progress.update(
+                        epoch=epoch,
+                        index=b1,
+                        examples_seen=progress["examples_seen"] + (b1 - b0),
+                        attempts=progress["attempts"] + int(attempts.sum()),
+                    )
                     since_ckpt += b1 - b0
                     bar.update(b1 - b0)
                     if running_acc is not None:
@@ -235,8 +259,13 @@ class Experiment:
         images, labels = self._data(split, n)
         attempts = 0
         t0 = time.perf_counter()
-        with tqdm(total=len(images), unit="ex", desc=split if stage == STAGE_TEST else "assign",
-                  disable=self.quiet, dynamic_ncols=True) as bar:
+        with tqdm(
+            total=len(images),
+            unit="ex",
+            desc=split if stage == STAGE_TEST else "assign",
+            disable=self.quiet,
+            dynamic_ncols=True,
+        ) as bar:
             chunk: list[np.ndarray] = []
             first = 0
             record = stage == STAGE_TEST and self.run.record_examples > 0 and hasattr(engine, "start_recording")
@@ -262,51 +291,71 @@ class Experiment:
             t0 = rec_engine.t
             rec_engine.start_recording(20_000)
             key = example_key(self.run.seed, stage, 0, i)
-            rec_engine.present(images[i:i + 1], False, [key])
+            rec_engine.present(images[i : i + 1], False, [key])
             steps_, neurons = rec_engine.stop_recording()
             out.append((i, steps_ - t0, neurons, rec_engine.t - t0))
         return out
 
     def _save_recording(self, recorded) -> None:
         from ..plotting.figures import plot_raster
+
         ex = np.concatenate([np.full(len(s), i, np.int32) for i, s, _, _ in recorded])
         steps_ = np.concatenate([s for _, s, _, _ in recorded]).astype(np.int64)
         neurons = np.concatenate([n for _, _, n, _ in recorded]).astype(np.int32)
-        save_checkpoint(self.out / "test_spikes", {"example": ex, "step": steps_, "neuron": neurons},
-                        {"dt_ms": self.model.protocol.dt_ms, "examples": len(recorded),
-                         "note": "excitatory spikes of the first test examples; step counts from the "
-                                 "start of each example's presentation (retries and rests included)"})
+        save_checkpoint(
+            self.out / "test_spikes",
+            {"example": ex, "step": steps_, "neuron": neurons},
+            {
+                "dt_ms": self.model.protocol.dt_ms,
+                "examples": len(recorded),
+                "note": "excitatory spikes of the first test examples; step counts from the "
+                "start of each example's presentation (retries and rests included)",
+            },
+        )
         offsets = np.cumsum([0] + [n for _, _, _, n in recorded[:-1]])
-        plot_raster(steps_ + np.repeat(offsets, [len(s) for _, s, _, _ in recorded]), neurons,
-                    self.out / "test_raster.png", dt_ms=self.model.protocol.dt_ms,
-                    n_neurons=self.model.network.n_neurons,
-                    title=f"excitatory spikes, first {len(recorded)} test examples",
-                    boundaries_ms=[o * self.model.protocol.dt_ms for o in offsets])
+        plot_raster(
+            steps_ + np.repeat(offsets, [len(s) for _, s, _, _ in recorded]),
+            neurons,
+            self.out / "test_raster.png",
+            dt_ms=self.model.protocol.dt_ms,
+            n_neurons=self.model.network.n_neurons,
+            title=f"excitatory spikes, first {len(recorded)} test examples",
+            boundaries_ms=[o * self.model.protocol.dt_ms for o in offsets],
+        )
 
     def assign(self) -> dict[str, Any]:
         responses = ClassResponses(self.model.network.n_neurons, 10)
-        labels, seconds, mean_attempts = self._responses("train", self.run.label_examples, STAGE_LABEL,
-                                                         responses.add)
+        labels, seconds, mean_attempts = self._responses("train", self.run.label_examples, STAGE_LABEL, responses.add)
         assignments = responses.assignments()
-        save_checkpoint(self.out / "labels", {"assignments": assignments, "class_mean_counts": responses.means()},
-                        {"label_examples": len(labels)})
-        info = {"label_examples": int(len(labels)), "label_seconds": seconds,
-                "unassigned_neurons": int((assignments < 0).sum()),
-                "label_mean_attempts": mean_attempts}
-        self._log(f"assigned labels from {len(labels)} training examples "
-                  f"({info['unassigned_neurons']} neurons never fired)")
+        save_checkpoint(
+            self.out / "labels",
+            {"assignments": assignments, "class_mean_counts": responses.means()},
+            {"label_examples": len(labels)},
+        )
+        info = {
+            "label_examples": int(len(labels)),
+            "label_seconds": seconds,
+            "unassigned_neurons": int((assignments < 0).sum()),
+            "label_mean_attempts": mean_attempts,
+        }
+        self._log(
+            f"assigned labels from {len(labels)} training examples ({info['unassigned_neurons']} neurons never fired)"
+        )
         return info
 
     def test(self) -> dict[str, Any]:
         self.load()  # the network must exist and match the config before anything else
         if not checkpoint_exists(self.out / "labels"):
-            raise ConfigError(f"no label assignments in {self.out}: run `spikeforge diehl-cook assign "
-                              f"--out {self.out}` first")
+            raise ConfigError(
+                f"no label assignments in {self.out}: run `spikeforge diehl-cook assign --out {self.out}` first"
+            )
         arrays, _ = load_checkpoint(self.out / "labels")
         assignments = arrays["assignments"]
         if assignments.shape[0] != self.model.network.n_neurons:
-            raise ConfigError(f"labels in {self.out} are for {assignments.shape[0]} neurons, the network has "
-                              f"{self.model.network.n_neurons}: run `spikeforge diehl-cook assign` again")
+            raise ConfigError(
+                f"labels in {self.out} are for {assignments.shape[0]} neurons, the network has "
+                f"{self.model.network.n_neurons}: run `spikeforge diehl-cook assign` again"
+            )
         preds: list[np.ndarray] = []
         spikes: list[np.ndarray] = []
 
@@ -319,9 +368,14 @@ class Experiment:
         acc = accuracy(labels, pred)
         cm = confusion_matrix(labels, pred, 10)
         self._log(f"test accuracy {acc:.4f} on {len(labels)} examples")
-        return {"accuracy": acc, "test_examples": int(len(labels)), "test_seconds": seconds,
-                "test_mean_attempts": mean_attempts, "confusion_matrix": cm.tolist(),
-                "mean_test_spikes": float(np.concatenate(spikes).mean())}
+        return {
+            "accuracy": acc,
+            "test_examples": int(len(labels)),
+            "test_seconds": seconds,
+            "test_mean_attempts": mean_attempts,
+            "confusion_matrix": cm.tolist(),
+            "mean_test_spikes": float(np.concatenate(spikes).mean()),
+        }
 
     # ----------------------------------------------------------------- results
     def results_path(self) -> Path:
@@ -333,24 +387,38 @@ class Experiment:
         results.update(update)
         _, _, meta = self.load()
         prog = meta["progress"]
-        results.update({
-            "neurons": self.model.network.n_neurons,
-            "train_examples_seen": prog["examples_seen"],
-            "train_seconds": prog["train_seconds"],
-            "train_examples_per_second": prog["examples_seen"] / prog["train_seconds"] if prog["train_seconds"] else None,
-            "train_mean_attempts": prog["attempts"] / prog["examples_seen"] if prog["examples_seen"] else None,
-            "engine": self.run.engine, "seed": self.run.seed, "version": __version__,
-            "run": self.run.to_dict(), "model": self.model.to_dict(),
-        })
+        results.update(
+            {
+                "neurons": self.model.network.n_neurons,
+                "train_examples_seen": prog["examples_seen"],
+                "train_seconds": prog["train_seconds"],
+                "train_examples_per_second": prog["examples_seen"] / prog["train_seconds"]
+                if prog["train_seconds"]
+                else None,
+                "train_mean_attempts": prog["attempts"] / prog["examples_seen"] if prog["examples_seen"] else None,
+                "engine": self.run.engine,
+                "seed": self.run.seed,
+                "version": __version__,
+                "run": self.run.to_dict(),
+                "model": self.model.to_dict(),
+            }
+        )
         atomic_write_json(path, results)
         return results
 
     def plot(self) -> list[str]:
         from ..plotting.figures import plot_confusion, plot_histogram, plot_weight_grid
+
         state, _, _ = self.load()
-        paths = [plot_weight_grid(state.weights, self.out / "weights.png"),
-                 plot_histogram(state.theta, self.out / "theta.png", xlabel="theta (mV)",
-                                title=f"adaptive thresholds, N = {state.theta.size}")]
+        paths = [
+            plot_weight_grid(state.weights, self.out / "weights.png"),
+            plot_histogram(
+                state.theta,
+                self.out / "theta.png",
+                xlabel="theta (mV)",
+                title=f"adaptive thresholds, N = {state.theta.size}",
+            ),
+        ]
         res = json.loads(self.results_path().read_text()) if self.results_path().is_file() else {}
         if "confusion_matrix" in res:
             paths.append(plot_confusion(np.array(res["confusion_matrix"]), self.out / "confusion.png"))

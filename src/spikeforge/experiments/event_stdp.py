@@ -31,10 +31,10 @@ Outputs: ``results.json``, ``config.toml`` (the full resolved config), ``feature
 
 from __future__ import annotations
 
-import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -44,34 +44,49 @@ from pydantic import Field, model_validator
 from .. import __version__
 from ..config import ConfigError, Params, apply_overrides, load_toml
 from ..encoding.patches import PatchParams, extract_patches, fold_patches, patch_grid_shape
-from ..models.event_stdp import (RateCodingParams, WTALayerParams, fit_reconstruction_scale,
-                                 init_thresholds, init_weights, reconstruct_patches, respond,
-                                 train_batch)
+from ..models.event_stdp import (
+    RateCodingParams,
+    WTALayerParams,
+    fit_reconstruction_scale,
+    init_thresholds,
+    init_weights,
+    reconstruct_patches,
+    respond,
+    train_batch,
+)
 from ..plasticity.event_stdp import EventSTDPParams
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "event_stdp.toml"
-SECTIONS = ("data", "patches", "coding", "layer", "event_stdp", "training", "readout",
-            "inference", "reconstruction")
+SECTIONS = ("data", "patches", "coding", "layer", "event_stdp", "training", "readout", "inference", "reconstruction")
 
 
 class DataParams(Params):
     """Which images are used. ``data_dir`` None: ``$SPIKEFORGE_DATA``, else the embedded subset."""
 
-    data_dir: Optional[str] = None
-    train_limit: Optional[int] = Field(None, ge=1, description="first n training images (None: all)")
-    test_limit: Optional[int] = Field(None, ge=1, description="first n test images (None: all)")
-    feature_images: int = Field(20_000, ge=1, description="training images whose patches train "
-                                "the features (capped at the images loaded)")
+    data_dir: str | None = None
+    train_limit: int | None = Field(None, ge=1, description="first n training images (None: all)")
+    test_limit: int | None = Field(None, ge=1, description="first n test images (None: all)")
+    feature_images: int = Field(
+        20_000, ge=1, description="training images whose patches train the features (capped at the images loaded)"
+    )
 
 
 class TrainingParams(Params):
     epochs: int = Field(1, ge=0, le=1000, description="passes over the feature-training images")
-    batch_size: int = Field(32, ge=1, le=65536, description="patches presented in parallel "
-                            "(STDP updates of a step summed over them; 1 = exact online rule)")
-    min_pixel_sum: float = Field(1.0, ge=0.0, description="skip patches whose pixel sum "
-                                 "(pixels in [0,1]) is below this (Tavanaei skips blank ones)")
-    final_lr_fraction: float = Field(1.0, gt=0.0, le=1.0, description="learning rate decays "
-                                     "linearly over training to this fraction (1: constant)")
+    batch_size: int = Field(
+        32,
+        ge=1,
+        le=65536,
+        description="patches presented in parallel (STDP updates of a step summed over them; 1 = exact online rule)",
+    )
+    min_pixel_sum: float = Field(
+        1.0,
+        ge=0.0,
+        description="skip patches whose pixel sum (pixels in [0,1]) is below this (Tavanaei skips blank ones)",
+    )
+    final_lr_fraction: float = Field(
+        1.0, gt=0.0, le=1.0, description="learning rate decays linearly over training to this fraction (1: constant)"
+    )
 
 
 class ReadoutParams(Params):
@@ -92,19 +107,24 @@ class InferenceParams(Params):
     most) and a stronger input current. STDP and threshold adaptation are off.
     """
 
-    input_current_na: Optional[float] = Field(3.0, gt=0.0, description="None: layer's value")
-    w_ie_na: Optional[float] = Field(3.0, ge=0.0, description="None: layer's value")
-    deterministic_input: bool = Field(True, description="drive the layer with the expected "
-                                      "input spikes (pixel * max_prob) instead of Bernoulli draws")
+    input_current_na: float | None = Field(3.0, gt=0.0, description="None: layer's value")
+    w_ie_na: float | None = Field(3.0, ge=0.0, description="None: layer's value")
+    deterministic_input: bool = Field(
+        True, description="drive the layer with the expected input spikes (pixel * max_prob) instead of Bernoulli draws"
+    )
     chunk_patches: int = Field(32768, ge=1, description="patches simulated at once (memory bound)")
-    engine: Literal["numba", "torch"] = Field("numba", description="numba: compiled loop for "
-                                              "deterministic input (tested against the torch step)")
+    engine: Literal["numba", "torch"] = Field(
+        "numba", description="numba: compiled loop for deterministic input (tested against the torch step)"
+    )
 
 
 class ReconstructionParams(Params):
     fit_images: int = Field(1000, ge=1, description="training images used to fit the scale")
-    normalize: bool = Field(True, description="rebuild each patch as the count-weighted mean of the "
-                            "active features (True) or the count-weighted sum (False)")
+    normalize: bool = Field(
+        True,
+        description="rebuild each patch as the count-weighted mean of the "
+        "active features (True) or the count-weighted sum (False)",
+    )
     n_show: int = Field(10, ge=1, le=100, description="test images drawn in the figure")
 
 
@@ -134,36 +154,46 @@ class EventSTDPExperimentParams(Params):
             if isinstance(layer, dict):
                 layer = dict(layer)
                 if "n_inputs" in layer and layer["n_inputs"] != size * size:
-                    raise ValueError(f"layer.n_inputs = {layer['n_inputs']} must equal "
-                                     f"patches.size_px ** 2 = {size * size} (leave it out)")
+                    raise ValueError(
+                        f"layer.n_inputs = {layer['n_inputs']} must equal "
+                        f"patches.size_px ** 2 = {size * size} (leave it out)"
+                    )
                 layer["n_inputs"] = size * size
                 data["layer"] = layer
         return data
 
     @model_validator(mode="after")
-    def _window(self) -> "EventSTDPExperimentParams":
+    def _window(self) -> EventSTDPExperimentParams:
         if self.event_stdp.window_steps >= self.coding.steps:
-            raise ValueError(f"event_stdp.window_steps = {self.event_stdp.window_steps} must be "
-                             f"shorter than the presentation (coding.steps = {self.coding.steps})")
+            raise ValueError(
+                f"event_stdp.window_steps = {self.event_stdp.window_steps} must be "
+                f"shorter than the presentation (coding.steps = {self.coding.steps})"
+            )
         if self.patches.count is None:
             raise ValueError("patches.count (random training patches per image) must be set")
         return self
 
     def inference_layer(self) -> WTALayerParams:
         """The layer parameters used for the frozen response (see :class:`InferenceParams`)."""
-        changes = {k: v for k, v in (("input_current_na", self.inference.input_current_na),
-                                     ("w_ie_na", self.inference.w_ie_na)) if v is not None}
+        changes = {
+            k: v
+            for k, v in (("input_current_na", self.inference.input_current_na), ("w_ie_na", self.inference.w_ie_na))
+            if v is not None
+        }
         return self.layer.replace(**changes)
 
     def feature_key(self) -> dict[str, Any]:
         """The part of the config that determines the learned features (for resuming)."""
         d = self.to_dict()
         return {k: d[k] for k in ("seed", "patches", "coding", "layer", "event_stdp", "training")} | {
-            "feature_images": self.data.feature_images, "data_dir": self.data.data_dir}
+            "feature_images": self.data.feature_images,
+            "data_dir": self.data.data_dir,
+        }
 
 
-def load_config(config_path: str | Path | None = None, overrides: list[str] | None = None,
-                fields: dict[str, Any] | None = None) -> EventSTDPExperimentParams:
+def load_config(
+    config_path: str | Path | None = None, overrides: list[str] | None = None, fields: dict[str, Any] | None = None
+) -> EventSTDPExperimentParams:
     """Defaults (``configs/event_stdp.toml``) <- a user TOML file <- ``section.key=value``
     overrides <- command-line fields given as ``{"section.key": value}``."""
     data = load_toml(DEFAULT_CONFIG)
@@ -171,8 +201,9 @@ def load_config(config_path: str | Path | None = None, overrides: list[str] | No
         user = load_toml(config_path)
         unknown = set(user) - set(SECTIONS) - {"seed"}
         if unknown:
-            raise ConfigError(f"unknown config section(s) {sorted(unknown)} in {config_path} "
-                              f"(allowed: seed, {', '.join(SECTIONS)})")
+            raise ConfigError(
+                f"unknown config section(s) {sorted(unknown)} in {config_path} (allowed: seed, {', '.join(SECTIONS)})"
+            )
         for key, value in user.items():
             if isinstance(value, dict):
                 data.setdefault(key, {}).update(value)
@@ -209,11 +240,17 @@ def to_toml(d: dict[str, Any], prefix: str = "") -> str:
 # building blocks
 # ------------------------------------------------------------------------------------------------
 
-def learn_features(images: torch.Tensor, cfg: EventSTDPExperimentParams, generator: torch.Generator,
-                   w: torch.Tensor | None = None, thr: torch.Tensor | None = None,
-                   start_epoch: int = 0,
-                   on_epoch: Callable[[int, torch.Tensor, torch.Tensor, dict], None] | None = None,
-                   log: Callable[[str], None] = lambda s: None):
+
+def learn_features(
+    images: torch.Tensor,
+    cfg: EventSTDPExperimentParams,
+    generator: torch.Generator,
+    w: torch.Tensor | None = None,
+    thr: torch.Tensor | None = None,
+    start_epoch: int = 0,
+    on_epoch: Callable[[int, torch.Tensor, torch.Tensor, dict], None] | None = None,
+    log: Callable[[str], None] = lambda s: None,
+):
     """Train the features on random patches of ``images`` ``[n, H, W]`` (float in [0, 1]).
 
     Returns ``(w [n_in, N], thr [1, N], history)``; ``on_epoch(epoch, w, thr, stats)`` is called
@@ -233,33 +270,45 @@ def learn_features(images: torch.Tensor, cfg: EventSTDPExperimentParams, generat
         for lo in range(0, images.shape[0], chunk_images):
             if tr.final_lr_fraction < 1.0:
                 done = (epoch * images.shape[0] + lo) / n_total
-                stdp = cfg.event_stdp.replace(learning_rate=cfg.event_stdp.learning_rate * (
-                    1.0 - (1.0 - tr.final_lr_fraction) * done))
-            batch_imgs = images[order[lo:lo + chunk_images]]
+                stdp = cfg.event_stdp.replace(
+                    learning_rate=cfg.event_stdp.learning_rate * (1.0 - (1.0 - tr.final_lr_fraction) * done)
+                )
+            batch_imgs = images[order[lo : lo + chunk_images]]
             pt = extract_patches(batch_imgs, p.size_px, p.stride_px, p.count, generator)
             pt = pt.reshape(-1, pt.shape[-1])
             pt = pt[pt.sum(dim=1) >= max(tr.min_pixel_sum, 1e-12)]
             pt = pt[torch.randperm(pt.shape[0], generator=generator)]
             for b in range(0, pt.shape[0], tr.batch_size):
-                w, thr, n = train_batch(w, thr, pt[b:b + tr.batch_size], cfg.layer, cfg.coding,
-                                        stdp, generator)
+                w, thr, n = train_batch(w, thr, pt[b : b + tr.batch_size], cfg.layer, cfg.coding, stdp, generator)
                 n_spikes += n
             n_patches += pt.shape[0]
-        stats = {"epoch": epoch + 1, "patches": n_patches, "seconds": time.perf_counter() - t0,
-                 "spikes_per_patch": n_spikes / max(n_patches, 1),
-                 "threshold_mean": float(thr.mean()), "weight_mean": float(w.mean())}
+        stats = {
+            "epoch": epoch + 1,
+            "patches": n_patches,
+            "seconds": time.perf_counter() - t0,
+            "spikes_per_patch": n_spikes / max(n_patches, 1),
+            "threshold_mean": float(thr.mean()),
+            "weight_mean": float(w.mean()),
+        }
         history.append(stats)
-        log(f"epoch {epoch + 1}/{tr.epochs}: {n_patches} patches, "
-            f"{stats['spikes_per_patch']:.2f} spikes/patch, {stats['seconds']:.1f} s")
+        log(
+            f"epoch {epoch + 1}/{tr.epochs}: {n_patches} patches, "
+            f"{stats['spikes_per_patch']:.2f} spikes/patch, {stats['seconds']:.1f} s"
+        )
         if on_epoch is not None:
             on_epoch(epoch + 1, w, thr, stats)
     return w, thr, history
 
 
-def feature_activity(images: torch.Tensor, w: torch.Tensor, thr: torch.Tensor,
-                     cfg: EventSTDPExperimentParams, generator: torch.Generator,
-                     keep_counts: int = 0,
-                     on_chunk: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None):
+def feature_activity(
+    images: torch.Tensor,
+    w: torch.Tensor,
+    thr: torch.Tensor,
+    cfg: EventSTDPExperimentParams,
+    generator: torch.Generator,
+    keep_counts: int = 0,
+    on_chunk: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+):
     """Pooled activity ``[n, N * g * g]`` of every image, computed in chunks of images (memory
     bounded by ``inference.chunk_patches``); also the raw counts ``[keep_counts, L, N]`` of the
     first ``keep_counts`` images. ``on_chunk(first_index, images, counts [b, L, N])`` is called
@@ -274,12 +323,19 @@ def feature_activity(images: torch.Tensor, w: torch.Tensor, thr: torch.Tensor,
     pooled = torch.empty((images.shape[0], n_feat * g * g), dtype=torch.float32)
     kept = torch.empty((min(keep_counts, images.shape[0]), n_pos, n_feat), dtype=torch.float32)
     for lo in range(0, images.shape[0], chunk_imgs):
-        x = images[lo:lo + chunk_imgs]
+        x = images[lo : lo + chunk_imgs]
         pt = extract_patches(x, p.size_px, p.stride_px).reshape(-1, p.size_px * p.size_px)
-        counts = respond(w, thr, pt, layer, cfg.coding, generator,
-                         chunk=cfg.inference.chunk_patches,
-                         deterministic=cfg.inference.deterministic_input,
-                         engine=cfg.inference.engine)
+        counts = respond(
+            w,
+            thr,
+            pt,
+            layer,
+            cfg.coding,
+            generator,
+            chunk=cfg.inference.chunk_patches,
+            deterministic=cfg.inference.deterministic_input,
+            engine=cfg.inference.engine,
+        )
         counts = counts.reshape(x.shape[0], gr, gc, n_feat)
         if lo < kept.shape[0]:
             hi = min(kept.shape[0], lo + x.shape[0])
@@ -287,17 +343,22 @@ def feature_activity(images: torch.Tensor, w: torch.Tensor, thr: torch.Tensor,
         if on_chunk is not None:
             on_chunk(lo, x, counts.reshape(x.shape[0], n_pos, n_feat))
         maps = counts.permute(0, 3, 1, 2)
-        pooled[lo:lo + x.shape[0]] = F.adaptive_avg_pool2d(maps, (g, g)).reshape(x.shape[0], -1)
+        pooled[lo : lo + x.shape[0]] = F.adaptive_avg_pool2d(maps, (g, g)).reshape(x.shape[0], -1)
     return pooled, kept
 
 
-def reconstruct_images(counts: torch.Tensor, w: torch.Tensor, scale: float,
-                       image_hw: tuple[int, int], size_px: int, stride_px: int,
-                       normalize: bool = False) -> torch.Tensor:
+def reconstruct_images(
+    counts: torch.Tensor,
+    w: torch.Tensor,
+    scale: float,
+    image_hw: tuple[int, int],
+    size_px: int,
+    stride_px: int,
+    normalize: bool = False,
+) -> torch.Tensor:
     """Images ``[n, H, W]`` rebuilt from per-position counts ``[n, L, N]`` (overlaps averaged;
     see :func:`~spikeforge.models.event_stdp.reconstruct_patches`)."""
-    return fold_patches(reconstruct_patches(counts, w, scale, normalize), image_hw, size_px,
-                        stride_px)
+    return fold_patches(reconstruct_patches(counts, w, scale, normalize), image_hw, size_px, stride_px)
 
 
 def random_features_like(w: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -306,8 +367,7 @@ def random_features_like(w: torch.Tensor, generator: torch.Generator) -> torch.T
     return r * (w.sum(0, keepdim=True) / r.sum(0, keepdim=True).clamp_min(1e-12))
 
 
-def train_readout(x_train: torch.Tensor, y_train: torch.Tensor, p: ReadoutParams, seed: int,
-                  n_classes: int = 10):
+def train_readout(x_train: torch.Tensor, y_train: torch.Tensor, p: ReadoutParams, seed: int, n_classes: int = 10):
     """Softmax regression with Adam on standardised features. Returns ``(weight [C, D],
     bias [C], mean [D], std [D], loss_history)``."""
     mean = x_train.mean(0)
@@ -325,7 +385,7 @@ def train_readout(x_train: torch.Tensor, y_train: torch.Tensor, p: ReadoutParams
         order = torch.randperm(xs.shape[0], generator=gen)
         total = 0.0
         for b in range(0, xs.shape[0], p.batch_size):
-            idx = order[b:b + p.batch_size]
+            idx = order[b : b + p.batch_size]
             loss = F.cross_entropy(lin(xs[idx]), y_train[idx])
             opt.zero_grad()
             loss.backward()
@@ -344,12 +404,19 @@ def readout_predict(x: torch.Tensor, weight, bias, mean, std) -> torch.Tensor:
 # the run
 # ------------------------------------------------------------------------------------------------
 
-def run(cfg: EventSTDPExperimentParams, out: str | Path, *, quiet: bool = False,
-        threads: int | None = None) -> dict[str, Any]:
+
+def run(
+    cfg: EventSTDPExperimentParams, out: str | Path, *, quiet: bool = False, threads: int | None = None
+) -> dict[str, Any]:
     """Run the whole experiment in ``out``; returns the results (also in ``out/results.json``)."""
     from ..data.mnist import describe_source, load_dataset
-    from ..io.checkpoint import (atomic_write_json, atomic_write_text, checkpoint_exists,
-                                 load_checkpoint, save_checkpoint)
+    from ..io.checkpoint import (
+        atomic_write_json,
+        atomic_write_text,
+        checkpoint_exists,
+        load_checkpoint,
+        save_checkpoint,
+    )
     from ..plotting.figures import plot_curves, plot_weight_grid
     from ..plotting.reconstruction import plot_reconstructions
 
@@ -391,8 +458,9 @@ def run(cfg: EventSTDPExperimentParams, out: str | Path, *, quiet: bool = False,
     if checkpoint_exists(fck):
         arrays, meta = load_checkpoint(fck)
         if meta.get("feature_key") != key:
-            raise ConfigError(f"{out} holds features trained with another config; use another "
-                              f"--out or delete {fck}.safetensors/.json")
+            raise ConfigError(
+                f"{out} holds features trained with another config; use another --out or delete {fck}.safetensors/.json"
+            )
         w = torch.from_numpy(arrays["weights"]).float()
         thr = torch.from_numpy(arrays["thresholds"]).float()
         gen.set_state(torch.from_numpy(arrays["generator_state"]).to(torch.uint8))
@@ -405,20 +473,36 @@ def run(cfg: EventSTDPExperimentParams, out: str | Path, *, quiet: bool = False,
         nonlocal train_seconds
         train_seconds += stats["seconds"]
         history.append(stats)
-        save_checkpoint(fck, {"weights": w_, "thresholds": thr_,
-                              "generator_state": gen.get_state()},
-                        {"feature_key": key, "epochs_done": epoch, "history": history,
-                         "train_seconds": train_seconds, "version": __version__})
+        save_checkpoint(
+            fck,
+            {"weights": w_, "thresholds": thr_, "generator_state": gen.get_state()},
+            {
+                "feature_key": key,
+                "epochs_done": epoch,
+                "history": history,
+                "train_seconds": train_seconds,
+                "version": __version__,
+            },
+        )
 
     w, thr, _ = learn_features(x_tr[:n_feat_imgs], cfg, gen, w, thr, start_epoch, save_features, log)
     log(f"features: {w.shape[1]} of {p.size_px}x{p.size_px}, trained in {train_seconds:.1f} s")
     figures = {"features": "features.png", "reconstructions": "reconstructions.png"}
-    plot_weight_grid(w, out / "features.png", (p.size_px, p.size_px), cmap="gray",
-                     title=f"{w.shape[1]} event-STDP features ({p.size_px}x{p.size_px})")
+    plot_weight_grid(
+        w,
+        out / "features.png",
+        (p.size_px, p.size_px),
+        cmap="gray",
+        title=f"{w.shape[1]} event-STDP features ({p.size_px}x{p.size_px})",
+    )
     if history:
-        plot_curves({"spikes per patch": [h["spikes_per_patch"] for h in history]},
-                    out / "training.png", xlabel="epoch", ylabel="spikes per patch",
-                    title="feature training")
+        plot_curves(
+            {"spikes per patch": [h["spikes_per_patch"] for h in history]},
+            out / "training.png",
+            xlabel="epoch",
+            ylabel="spikes per patch",
+            title="feature training",
+        )
         figures["training"] = "training.png"
 
     # ---- 2. activity, 3. reconstruction ----------------------------------------------------------
@@ -463,11 +547,14 @@ def run(cfg: EventSTDPExperimentParams, out: str | Path, *, quiet: bool = False,
     scale_rand = fit_reconstruction_scale(c_fit_r, w_rand, patches_of(x_tr[:fit_n]), norm)
     _, mse_rand, rec_rand, _ = test_pass(w_rand, scale_rand)
     del c_fit, c_fit_r
-    mse_zero = float((x_te ** 2).mean())
+    mse_zero = float((x_te**2).mean())
     log(f"reconstruction MSE: learned {mse:.5f}, random {mse_rand:.5f} (all-zero image {mse_zero:.5f})")
-    plot_reconstructions(x_te[:k_show], [("learned", rec), ("random", rec_rand)],
-                         out / "reconstructions.png",
-                         title=f"test images; MSE learned {mse:.4f}, random {mse_rand:.4f}")
+    plot_reconstructions(
+        x_te[:k_show],
+        [("learned", rec), ("random", rec_rand)],
+        out / "reconstructions.png",
+        title=f"test images; MSE learned {mse:.4f}, random {mse_rand:.4f}",
+    )
 
     # ---- 4. readout ------------------------------------------------------------------------------
     t0 = time.perf_counter()
@@ -475,16 +562,31 @@ def run(cfg: EventSTDPExperimentParams, out: str | Path, *, quiet: bool = False,
     readout_seconds = time.perf_counter() - t0
     acc_te = float((readout_predict(a_te, weight, bias, mean, std) == y_te).float().mean())
     acc_tr = float((readout_predict(a_tr, weight, bias, mean, std) == y_tr).float().mean())
-    log(f"linear readout on {a_tr.shape[1]} pooled features: train {acc_tr:.4f}, "
-        f"test {acc_te:.4f} ({readout_seconds:.1f} s)")
-    plot_curves({"cross-entropy": loss_hist}, out / "readout.png", xlabel="epoch",
-                ylabel="training loss", title="linear readout")
+    log(
+        f"linear readout on {a_tr.shape[1]} pooled features: train {acc_tr:.4f}, "
+        f"test {acc_te:.4f} ({readout_seconds:.1f} s)"
+    )
+    plot_curves(
+        {"cross-entropy": loss_hist},
+        out / "readout.png",
+        xlabel="epoch",
+        ylabel="training loss",
+        title="linear readout",
+    )
     figures["readout"] = "readout.png"
 
-    save_checkpoint(out / "checkpoint",
-                    {"weights": w, "thresholds": thr, "readout_weight": weight,
-                     "readout_bias": bias, "readout_mean": mean, "readout_std": std},
-                    {"config": cfg.to_dict(), "version": __version__})
+    save_checkpoint(
+        out / "checkpoint",
+        {
+            "weights": w,
+            "thresholds": thr,
+            "readout_weight": weight,
+            "readout_bias": bias,
+            "readout_mean": mean,
+            "readout_std": std,
+        },
+        {"config": cfg.to_dict(), "version": __version__},
+    )
     results = {
         "experiment": "event-stdp",
         "version": __version__,

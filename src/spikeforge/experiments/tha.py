@@ -18,21 +18,20 @@ directory.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 from pydantic import Field, model_validator
 
 from ..config import ConfigError, Params
-from ..evaluation.spike_losses import (count_cross_entropy, membrane_mse, spike_count_mse,
-                                       spike_count_predictions)
+from ..evaluation.spike_losses import count_cross_entropy, membrane_mse, spike_count_mse, spike_count_predictions
 from ..models.tha_nets import SpikeTimingNet, SpikeTimingNetParams, THAMnistNet, THAMnistNetParams
 from ..plasticity.threshold_annealing import AnnealParams, ThresholdAnnealing
 from ..synapses.binarized import clamp_binary_weights_
@@ -42,6 +41,7 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 # ------------------------------------------------------------------------------------------------
 # small I/O helpers (checkpoint + JSON from spikeforge.io, plots with matplotlib)
+
 
 def _save_ckpt(path: Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
     from ..io.checkpoint import save_checkpoint
@@ -68,8 +68,9 @@ def _write_json(path: Path, obj: Any) -> None:
     atomic_write_json(path, obj)
 
 
-def _plot_curves(curves: dict[str, tuple[list, list]], path: Path, xlabel: str, ylabel: str,
-                 title: str = "", logy: bool = False) -> None:
+def _plot_curves(
+    curves: dict[str, tuple[list, list]], path: Path, xlabel: str, ylabel: str, title: str = "", logy: bool = False
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -97,12 +98,17 @@ def _plot_curves(curves: dict[str, tuple[list, list]], path: Path, xlabel: str, 
 def _versions() -> dict[str, str]:
     from .. import __version__
 
-    return {"spikeforge": __version__, "torch": torch.__version__, "numpy": np.__version__,
-            "python": platform.python_version()}
+    return {
+        "spikeforge": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
 
 
 # ------------------------------------------------------------------------------------------------
 # state flattening for checkpoints: tensors -> safetensors, everything else -> JSON
+
 
 def _flatten(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
     if isinstance(obj, torch.Tensor):
@@ -111,8 +117,10 @@ def _flatten(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
     if isinstance(obj, dict):
         return {"__dict__": [[_key(k), _flatten(v, f"{prefix}.{k}", tensors)] for k, v in obj.items()]}
     if isinstance(obj, (list, tuple)):
-        return {"__list__": [_flatten(v, f"{prefix}.{i}", tensors) for i, v in enumerate(obj)],
-                "tuple": isinstance(obj, tuple)}
+        return {
+            "__list__": [_flatten(v, f"{prefix}.{i}", tensors) for i, v in enumerate(obj)],
+            "tuple": isinstance(obj, tuple),
+        }
     return obj
 
 
@@ -135,6 +143,7 @@ def _unflatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
 # ------------------------------------------------------------------------------------------------
 # MNIST
 
+
 class RunSection(Params):
     out_dir: str = "runs/tha_mnist"
     seed: int = Field(0, ge=0)
@@ -144,15 +153,19 @@ class RunSection(Params):
     checkpoint_every: int = Field(50, ge=1, description="iterations between checkpoints")
     log_every: int = Field(10, ge=1, description="iterations between logged loss/threshold points")
     patience: int = Field(0, ge=0, description="early stopping on validation accuracy, in epochs (0: off)")
-    init_from: str | None = Field(None, description="start from the weights, batch-norm state and "
-                                  "(annealed) thresholds of this checkpoint (fresh optimizer and "
-                                  "LR schedule; annealing continues from the loaded thresholds)")
+    init_from: str | None = Field(
+        None,
+        description="start from the weights, batch-norm state and "
+        "(annealed) thresholds of this checkpoint (fresh optimizer and "
+        "LR schedule; annealing continues from the loaded thresholds)",
+    )
     progress: bool = True
 
 
 class DataSection(Params):
-    data_dir: str | None = Field(None, description="MNIST IDX directory; None: $SPIKEFORGE_DATA "
-                                 "else the embedded subset")
+    data_dir: str | None = Field(
+        None, description="MNIST IDX directory; None: $SPIKEFORGE_DATA else the embedded subset"
+    )
     val_size: int = Field(5000, ge=1, description="validation examples held out from the training set")
     train_limit: int | None = Field(None, ge=1, description="use only the first N training images")
     test_limit: int | None = Field(None, ge=1)
@@ -199,20 +212,20 @@ class MnistConfig(Params):
 
     def anneal_params(self) -> list[AnnealParams]:
         out = []
-        for i, (t0, tf, a) in enumerate(zip(self.model.thresholds, self.anneal.theta_final,
-                                            self.anneal.alpha)):
+        for i, (t0, tf, a) in enumerate(zip(self.model.thresholds, self.anneal.theta_final, self.anneal.alpha)):
             if not 0.0 < a <= 1.0:
                 raise ConfigError(f"anneal.alpha[{i}] = {a}: the annealing rate must be in (0, 1]")
             if tf < t0:
-                raise ConfigError(f"anneal.theta_final[{i}] = {tf} is below the initial threshold "
-                                  f"model.thresholds[{i}] = {t0}: annealing only raises thresholds; "
-                                  "use theta_final >= the initial value, or --no-anneal")
+                raise ConfigError(
+                    f"anneal.theta_final[{i}] = {tf} is below the initial threshold "
+                    f"model.thresholds[{i}] = {t0}: annealing only raises thresholds; "
+                    "use theta_final >= the initial value, or --no-anneal"
+                )
             out.append(AnnealParams(theta_initial=t0, theta_final=tf, alpha=a))
         return out
 
 
-def load_config(kind: str, path: str | os.PathLike | None = None,
-                overrides: list[str] | None = None) -> Params:
+def load_config(kind: str, path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Params:
     from ..config import apply_overrides, load_toml
 
     cls = {"mnist": MnistConfig, "spike_timing": SpikeTimingConfig}[kind]
@@ -236,15 +249,20 @@ def _load_mnist_splits(cfg: MnistConfig):
     te_x, te_y = load_dataset(d.data_dir, "test", d.test_limit)
     n = tr_x.shape[0]
     if d.val_size >= n:
-        raise ConfigError(f"data.val_size = {d.val_size} leaves no training data (only {n} "
-                          "training images); lower data.val_size or raise data.train_limit")
+        raise ConfigError(
+            f"data.val_size = {d.val_size} leaves no training data (only {n} "
+            "training images); lower data.val_size or raise data.train_limit"
+        )
     # fixed split (independent of the trial seed): the last val_size images of a seeded permutation
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(12345))
-    val_idx, train_idx = perm[n - d.val_size:], perm[: n - d.val_size]
+    val_idx, train_idx = perm[n - d.val_size :], perm[: n - d.val_size]
     X = _images_to_tensor(tr_x, d.normalize)
     Y = torch.from_numpy(np.asarray(tr_y, dtype=np.int64))
-    return ((X[train_idx], Y[train_idx]), (X[val_idx], Y[val_idx]),
-            (_images_to_tensor(te_x, d.normalize), torch.from_numpy(np.asarray(te_y, dtype=np.int64))))
+    return (
+        (X[train_idx], Y[train_idx]),
+        (X[val_idx], Y[val_idx]),
+        (_images_to_tensor(te_x, d.normalize), torch.from_numpy(np.asarray(te_y, dtype=np.int64))),
+    )
 
 
 @torch.no_grad()
@@ -253,8 +271,8 @@ def evaluate(net: THAMnistNet, X: torch.Tensor, Y: torch.Tensor, batch_size: int
     net.eval()
     correct = 0
     for i in range(0, X.shape[0], batch_size):
-        s, _ = net(X[i:i + batch_size])
-        correct += int((spike_count_predictions(s) == Y[i:i + batch_size]).sum())
+        s, _ = net(X[i : i + batch_size])
+        correct += int((spike_count_predictions(s) == Y[i : i + batch_size]).sum())
     net.train(was)
     return correct / max(X.shape[0], 1)
 
@@ -266,8 +284,9 @@ def _loss_fn(cfg: MnistConfig) -> Callable:
     return count_cross_entropy
 
 
-def evaluate_checkpoint(path: str | os.PathLike, data_dir: str | None = None,
-                        splits: tuple[str, ...] = ("val", "test"), threads: int = 1) -> dict:
+def evaluate_checkpoint(
+    path: str | os.PathLike, data_dir: str | None = None, splits: tuple[str, ...] = ("val", "test"), threads: int = 1
+) -> dict:
     """Accuracy of a ``tha mnist`` checkpoint on the validation split and/or the test set, with the
     configuration stored in the checkpoint (``data_dir`` overrides where MNIST is read from)."""
     torch.set_num_threads(threads)
@@ -278,9 +297,12 @@ def evaluate_checkpoint(path: str | os.PathLike, data_dir: str | None = None,
     net = THAMnistNet(cfg.model)
     net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     _, val, test = _load_mnist_splits(cfg)
-    out = {"checkpoint": str(path), "global_step": meta.get("state", {}).get("global_step"),
-           "epochs_done": meta.get("state", {}).get("epoch"),
-           "thresholds": [float(l.threshold) for l in net.lif_layers]}
+    out = {
+        "checkpoint": str(path),
+        "global_step": meta.get("state", {}).get("global_step"),
+        "epochs_done": meta.get("state", {}).get("epoch"),
+        "thresholds": [float(l.threshold) for l in net.lif_layers],
+    }
     for name, (X, Y) in (("val", val), ("test", test)):
         if name in splits:
             out[f"{name}_acc"] = evaluate(net, X, Y, cfg.train.eval_batch_size)
@@ -291,14 +313,14 @@ def evaluate_checkpoint(path: str | os.PathLike, data_dir: str | None = None,
 def _config_identity(cfg: MnistConfig) -> dict:
     """The part of the config a checkpoint must match to be resumed (not run length/logging)."""
     d = cfg.to_dict()
-    for k in ("epochs", "threads", "checkpoint_every", "log_every", "progress", "out_dir", "trials",
-              "patience"):
+    for k in ("epochs", "threads", "checkpoint_every", "log_every", "progress", "out_dir", "trials", "patience"):
         d["run"].pop(k, None)
     return d
 
 
-def train_mnist(cfg: MnistConfig, out_dir: str | os.PathLike | None = None, resume: bool = True,
-                log: Callable[[str], None] = print) -> dict:
+def train_mnist(
+    cfg: MnistConfig, out_dir: str | os.PathLike | None = None, resume: bool = True, log: Callable[[str], None] = print
+) -> dict:
     """Run every trial of the MNIST experiment; returns (and writes) ``results.json``."""
     out = Path(out_dir or cfg.run.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -306,14 +328,14 @@ def train_mnist(cfg: MnistConfig, out_dir: str | os.PathLike | None = None, resu
     _write_json(out / "config.json", cfg.to_dict())
     log(f"loading MNIST ({cfg.data.data_dir or os.environ.get('SPIKEFORGE_DATA') or 'embedded subset'})")
     train, val, test = _load_mnist_splits(cfg)
-    log(f"train {train[0].shape[0]}, validation {val[0].shape[0]} (from the training set), "
-        f"test {test[0].shape[0]}")
+    log(f"train {train[0].shape[0]}, validation {val[0].shape[0]} (from the training set), test {test[0].shape[0]}")
     trials: list[dict] = []
     for trial in range(cfg.run.trials):
-        def on_epoch(partial: dict, done=list(trials)) -> None:  # results.json after every epoch
+
+        def on_epoch(partial: dict, done=list(trials)) -> None:  # noqa: B006 (binds the list)
             _write_results(cfg, out, done + [partial])
-        trials.append(_train_trial(cfg, trial, out / f"trial{trial}", train, val, test, resume, log,
-                                   on_epoch))
+
+        trials.append(_train_trial(cfg, trial, out / f"trial{trial}", train, val, test, resume, log, on_epoch))
         _write_results(cfg, out, trials)
     return _write_results(cfg, out, trials)
 
@@ -339,8 +361,17 @@ def _write_results(cfg: MnistConfig, out: Path, trials: list[dict]) -> dict:
     return res
 
 
-def _train_trial(cfg: MnistConfig, trial: int, tdir: Path, train, val, test, resume: bool,
-                 log: Callable[[str], None], on_epoch: Callable[[dict], None] | None = None) -> dict:
+def _train_trial(
+    cfg: MnistConfig,
+    trial: int,
+    tdir: Path,
+    train,
+    val,
+    test,
+    resume: bool,
+    log: Callable[[str], None],
+    on_epoch: Callable[[dict], None] | None = None,
+) -> dict:
     from tqdm import tqdm
 
     tdir.mkdir(parents=True, exist_ok=True)
@@ -349,42 +380,62 @@ def _train_trial(cfg: MnistConfig, trial: int, tdir: Path, train, val, test, res
     net = THAMnistNet(cfg.model)
     net.train()
     opt = torch.optim.Adam(net.parameters(), lr=cfg.train.lr, betas=cfg.train.betas)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.train.t_max_iterations,
-                                                       eta_min=cfg.train.eta_min)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.train.t_max_iterations, eta_min=cfg.train.eta_min)
     fresh_start = not (resume and _ckpt_exists(tdir / "last"))
     if cfg.run.init_from and fresh_start:
         src, _ = _load_ckpt(Path(cfg.run.init_from))
         weights = {k[6:]: v for k, v in src.items() if k.startswith("model.")}
         own = net.state_dict()
-        bad = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in weights.items()
-               if k in own and tuple(v.shape) != tuple(own[k].shape)]
+        bad = [
+            f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}"
+            for k, v in weights.items()
+            if k in own and tuple(v.shape) != tuple(own[k].shape)
+        ]
         missing = sorted(set(own) - set(weights))
         if bad or missing:
-            raise ConfigError(f"run.init_from = {cfg.run.init_from} does not fit this network "
-                              f"(shape mismatches: {bad or 'none'}; missing: {missing or 'none'}); "
-                              "use a checkpoint of the same model configuration")
+            raise ConfigError(
+                f"run.init_from = {cfg.run.init_from} does not fit this network "
+                f"(shape mismatches: {bad or 'none'}; missing: {missing or 'none'}); "
+                "use a checkpoint of the same model configuration"
+            )
         net.load_state_dict(weights)
-        log(f"trial {trial}: initialised from {cfg.run.init_from} (thresholds "
-            f"{[round(float(l.threshold), 4) for l in net.lif_layers]})")
-    annealer = (ThresholdAnnealing(net.lif_layers, cfg.anneal_params(),
-                                   reset=not cfg.run.init_from)
-                if cfg.anneal.enabled else None)
+        log(
+            f"trial {trial}: initialised from {cfg.run.init_from} (thresholds "
+            f"{[round(float(l.threshold), 4) for l in net.lif_layers]})"
+        )
+    annealer = (
+        ThresholdAnnealing(net.lif_layers, cfg.anneal_params(), reset=not cfg.run.init_from)
+        if cfg.anneal.enabled
+        else None
+    )
     loss_fn = _loss_fn(cfg)
     Xtr, Ytr = train
     n_train = Xtr.shape[0]
     bs = cfg.train.batch_size
     its_per_epoch = math.ceil(n_train / bs)
-    st = {"epoch": 0, "batch": 0, "global_step": 0, "wall_s": 0.0, "train_s": 0.0,
-          "best_val": -1.0, "best_epoch": None, "test_at_best": None, "epochs_since_best": 0,
-          "hist": {"step": [], "loss": [], "lr": [], "thresholds": []},
-          "epochs": [], "finished": False}
+    st = {
+        "epoch": 0,
+        "batch": 0,
+        "global_step": 0,
+        "wall_s": 0.0,
+        "train_s": 0.0,
+        "best_val": -1.0,
+        "best_epoch": None,
+        "test_at_best": None,
+        "epochs_since_best": 0,
+        "hist": {"step": [], "loss": [], "lr": [], "thresholds": []},
+        "epochs": [],
+        "finished": False,
+    }
     last = tdir / "last"
     ident = _config_identity(cfg)
     if resume and _ckpt_exists(last):
         tensors, meta = _load_ckpt(last)
         if meta.get("identity") != ident:
-            raise ConfigError(f"{last} was written with a different configuration; use another "
-                              "--out directory, or --fresh to start this one again")
+            raise ConfigError(
+                f"{last} was written with a different configuration; use another "
+                "--out directory, or --fresh to start this one again"
+            )
         net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         opt.load_state_dict(_unflatten(meta["optimizer"], tensors))
         sched.load_state_dict(meta["scheduler"])
@@ -392,20 +443,24 @@ def _train_trial(cfg: MnistConfig, trial: int, tdir: Path, train, val, test, res
             annealer.load_state_dict(meta["annealer"])
         torch.set_rng_state(tensors["rng.torch"].to(torch.uint8))
         st = meta["state"]
-        log(f"trial {trial}: resumed at epoch {st['epoch']} batch {st['batch']} "
-            f"(step {st['global_step']})")
+        log(f"trial {trial}: resumed at epoch {st['epoch']} batch {st['batch']} (step {st['global_step']})")
         if st["finished"] and st["epoch"] < cfg.run.epochs:
             st["finished"] = False
 
     def save(path: Path) -> None:
         tensors = {f"model.{k}": v for k, v in net.state_dict().items()}
         tensors["rng.torch"] = torch.get_rng_state()
-        meta = {"identity": ident, "config": cfg.to_dict(), "trial": trial, "seed": seed,
-                "optimizer": _flatten(opt.state_dict(), "optim", tensors),
-                "scheduler": sched.state_dict(),
-                "annealer": annealer.state_dict() if annealer else None,
-                "thresholds": [float(l.threshold) for l in net.lif_layers],
-                "state": st}
+        meta = {
+            "identity": ident,
+            "config": cfg.to_dict(),
+            "trial": trial,
+            "seed": seed,
+            "optimizer": _flatten(opt.state_dict(), "optim", tensors),
+            "scheduler": sched.state_dict(),
+            "annealer": annealer.state_dict() if annealer else None,
+            "thresholds": [float(l.threshold) for l in net.lif_layers],
+            "state": st,
+        }
         _save_ckpt(path, tensors, meta)
 
     def summary() -> dict:
@@ -416,11 +471,17 @@ def _train_trial(cfg: MnistConfig, trial: int, tdir: Path, train, val, test, res
     while not stop and st["epoch"] < cfg.run.epochs:
         epoch = st["epoch"]
         perm = torch.randperm(n_train, generator=torch.Generator().manual_seed(seed * 100003 + epoch))
-        bar = tqdm(total=its_per_epoch, initial=st["batch"], desc=f"trial {trial} epoch {epoch + 1}/{cfg.run.epochs}",
-                   disable=not cfg.run.progress, mininterval=2.0, dynamic_ncols=True)
+        bar = tqdm(
+            total=its_per_epoch,
+            initial=st["batch"],
+            desc=f"trial {trial} epoch {epoch + 1}/{cfg.run.epochs}",
+            disable=not cfg.run.progress,
+            mininterval=2.0,
+            dynamic_ncols=True,
+        )
         t_epoch = time.time()
         while st["batch"] < its_per_epoch:
-            idx = perm[st["batch"] * bs:(st["batch"] + 1) * bs]
+            idx = perm[st["batch"] * bs : (st["batch"] + 1) * bs]
             x, y = Xtr[idx], Ytr[idx]
             t0 = time.time()
             s, _ = net(x)
@@ -458,9 +519,14 @@ def _train_trial(cfg: MnistConfig, trial: int, tdir: Path, train, val, test, res
         st["epoch"] += 1
         st["batch"] = 0
         st["wall_s"] = time.time() - t_start
-        rec = {"epoch": st["epoch"], "val_acc": val_acc, "test_acc": test_acc,
-               "epoch_s": time.time() - t_epoch, "wall_s": st["wall_s"],
-               "thresholds": [float(l.threshold) for l in net.lif_layers]}
+        rec = {
+            "epoch": st["epoch"],
+            "val_acc": val_acc,
+            "test_acc": test_acc,
+            "epoch_s": time.time() - t_epoch,
+            "wall_s": st["wall_s"],
+            "thresholds": [float(l.threshold) for l in net.lif_layers],
+        }
         st["epochs"].append(rec)
         improved = val_acc > st["best_val"]
         if improved:
@@ -468,9 +534,11 @@ def _train_trial(cfg: MnistConfig, trial: int, tdir: Path, train, val, test, res
             st["epochs_since_best"] = 0
         else:
             st["epochs_since_best"] += 1
-        log(f"trial {trial} epoch {st['epoch']}: val {val_acc:.4f} test {test_acc:.4f} "
+        log(
+            f"trial {trial} epoch {st['epoch']}: val {val_acc:.4f} test {test_acc:.4f} "
             f"(best val {st['best_val']:.4f} at epoch {st['best_epoch']}), "
-            f"thresholds {rec['thresholds']}, {rec['epoch_s']:.0f} s")
+            f"thresholds {rec['thresholds']}, {rec['epoch_s']:.0f} s"
+        )
         if cfg.run.patience and st["epochs_since_best"] >= cfg.run.patience:
             log(f"trial {trial}: early stop (no validation gain for {cfg.run.patience} epochs)")
             stop = True
@@ -486,35 +554,60 @@ def _train_trial(cfg: MnistConfig, trial: int, tdir: Path, train, val, test, res
 
 def _trial_summary(trial, seed, tdir, st, its_per_epoch, net) -> dict:
     its = st["global_step"]
-    return {"trial": trial, "seed": seed, "epochs_done": st["epoch"], "iterations": its,
-            "iterations_per_epoch": its_per_epoch, "finished": st["finished"],
-            "best_val_acc": st["best_val"] if st["best_val"] >= 0 else None,
-            "best_epoch": st["best_epoch"], "test_acc_at_best_val": st["test_at_best"],
-            "final_test_acc": st["epochs"][-1]["test_acc"] if st["epochs"] else None,
-            "wall_s": st["wall_s"], "train_s": st["train_s"],
-            "train_iterations_per_s": its / st["train_s"] if st["train_s"] > 0 else None,
-            "final_thresholds": [float(l.threshold) for l in net.lif_layers],
-            "epochs": st["epochs"], "checkpoint_best": str(tdir / "best"),
-            "checkpoint_last": str(tdir / "last")}
+    return {
+        "trial": trial,
+        "seed": seed,
+        "epochs_done": st["epoch"],
+        "iterations": its,
+        "iterations_per_epoch": its_per_epoch,
+        "finished": st["finished"],
+        "best_val_acc": st["best_val"] if st["best_val"] >= 0 else None,
+        "best_epoch": st["best_epoch"],
+        "test_acc_at_best_val": st["test_at_best"],
+        "final_test_acc": st["epochs"][-1]["test_acc"] if st["epochs"] else None,
+        "wall_s": st["wall_s"],
+        "train_s": st["train_s"],
+        "train_iterations_per_s": its / st["train_s"] if st["train_s"] > 0 else None,
+        "final_thresholds": [float(l.threshold) for l in net.lif_layers],
+        "epochs": st["epochs"],
+        "checkpoint_best": str(tdir / "best"),
+        "checkpoint_last": str(tdir / "last"),
+    }
 
 
 def _plot_mnist(tdir: Path, st: dict) -> None:
     h = st["hist"]
     if h["step"]:
-        _plot_curves({"training loss": (h["step"], h["loss"])}, tdir / "loss.png", "iteration",
-                     "loss (spike-count MSE / T)", logy=True)
+        _plot_curves(
+            {"training loss": (h["step"], h["loss"])},
+            tdir / "loss.png",
+            "iteration",
+            "loss (spike-count MSE / T)",
+            logy=True,
+        )
         thr = np.asarray(h["thresholds"])
-        _plot_curves({f"layer {i + 1}": (h["step"], thr[:, i].tolist()) for i in range(thr.shape[1])},
-                     tdir / "thresholds.png", "iteration", "threshold (membrane units)")
+        _plot_curves(
+            {f"layer {i + 1}": (h["step"], thr[:, i].tolist()) for i in range(thr.shape[1])},
+            tdir / "thresholds.png",
+            "iteration",
+            "threshold (membrane units)",
+        )
     if st["epochs"]:
         ep = [e["epoch"] for e in st["epochs"]]
-        _plot_curves({"validation": (ep, [100 * e["val_acc"] for e in st["epochs"]]),
-                      "test": (ep, [100 * e["test_acc"] for e in st["epochs"]])},
-                     tdir / "accuracy.png", "epoch", "accuracy (%)")
+        _plot_curves(
+            {
+                "validation": (ep, [100 * e["val_acc"] for e in st["epochs"]]),
+                "test": (ep, [100 * e["test_acc"] for e in st["epochs"]]),
+            },
+            tdir / "accuracy.png",
+            "epoch",
+            "accuracy (%)",
+        )
 
 
 # ------------------------------------------------------------------------------------------------
 # spike timing (section 4)
+
 
 class SpikeTimingCase(Params):
     name: str
@@ -537,8 +630,9 @@ class SpikeTimingCase(Params):
         if self.anneal_final is None:
             return None
         try:
-            return AnnealParams.from_dict(theta_initial=self.threshold, theta_final=self.anneal_final,
-                                          alpha=self.anneal_alpha)
+            return AnnealParams.from_dict(
+                theta_initial=self.threshold, theta_final=self.anneal_final, alpha=self.anneal_alpha
+            )
         except ConfigError as err:
             raise ValueError(f"case '{self.name}': {err}") from None
 
@@ -547,8 +641,15 @@ _DEFAULT_CASES = (
     SpikeTimingCase(name="full_precision_theta1", binarize=False, beta=0.6, threshold=1.0, target_peak=1.05),
     SpikeTimingCase(name="binarized_theta1", binarize=True, beta=0.15, threshold=1.0, target_peak=1.05),
     SpikeTimingCase(name="binarized_theta50", binarize=True, beta=0.15, threshold=50.0, target_peak=55.0),
-    SpikeTimingCase(name="binarized_annealed_5_to_50", binarize=True, beta=0.15, threshold=5.0,
-                    target_peak=55.0, anneal_final=50.0, anneal_alpha=5e-3),
+    SpikeTimingCase(
+        name="binarized_annealed_5_to_50",
+        binarize=True,
+        beta=0.15,
+        threshold=5.0,
+        target_peak=55.0,
+        anneal_final=50.0,
+        anneal_alpha=5e-3,
+    ),
 )
 
 
@@ -590,8 +691,12 @@ def ramp_target(num_steps: int, target_step: int, peak: float) -> torch.Tensor:
     return torch.where(t <= target_step, peak * t / target_step, torch.zeros(()))
 
 
-def run_spike_timing(cfg: SpikeTimingConfig, out_dir: str | os.PathLike | None = None,
-                     log: Callable[[str], None] = print, progress: bool = True) -> dict:
+def run_spike_timing(
+    cfg: SpikeTimingConfig,
+    out_dir: str | os.PathLike | None = None,
+    log: Callable[[str], None] = print,
+    progress: bool = True,
+) -> dict:
     from tqdm import tqdm
 
     out = Path(out_dir or cfg.out_dir)
@@ -605,9 +710,17 @@ def run_spike_timing(cfg: SpikeTimingConfig, out_dir: str | os.PathLike | None =
     results = {}
     for case in cfg.cases:
         torch.manual_seed(cfg.seed)
-        net = SpikeTimingNet(SpikeTimingNetParams(
-            num_inputs=cfg.num_inputs, num_hidden=cfg.num_hidden, beta=case.beta,
-            threshold=case.threshold, surrogate=cfg.surrogate, slope=cfg.slope, binarize=case.binarize))
+        net = SpikeTimingNet(
+            SpikeTimingNetParams(
+                num_inputs=cfg.num_inputs,
+                num_hidden=cfg.num_hidden,
+                beta=case.beta,
+                threshold=case.threshold,
+                surrogate=cfg.surrogate,
+                slope=cfg.slope,
+                binarize=case.binarize,
+            )
+        )
         opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum)
         ap = case.anneal_params()
         annealer = ThresholdAnnealing(net.lif_layers, [ap, ap]) if ap else None
@@ -625,8 +738,14 @@ def run_spike_timing(cfg: SpikeTimingConfig, out_dir: str | os.PathLike | None =
             hid_rates.append(h.mean().item())
             thetas.append(float(net.lif2.threshold))
             if it % cfg.frame_every == 0 or it == cfg.iterations - 1:
-                frames.append((it, u.detach().view(-1).numpy().copy(), float(net.lif2.threshold),
-                               s.detach().view(-1).numpy().copy()))
+                frames.append(
+                    (
+                        it,
+                        u.detach().view(-1).numpy().copy(),
+                        float(net.lif2.threshold),
+                        s.detach().view(-1).numpy().copy(),
+                    )
+                )
             if annealer is not None:
                 annealer.step()
         with torch.no_grad():
@@ -635,7 +754,7 @@ def run_spike_timing(cfg: SpikeTimingConfig, out_dir: str | os.PathLike | None =
         spk_t = torch.nonzero(s.view(-1)).view(-1).tolist()
         cdir = out / case.name
         cdir.mkdir(exist_ok=True)
-        peak2 = case.target_peak ** 2
+        peak2 = case.target_peak**2
         w = min(cfg.final_window, len(losses))
         results[case.name] = {
             "case": case.to_dict(),
@@ -652,28 +771,55 @@ def run_spike_timing(cfg: SpikeTimingConfig, out_dir: str | os.PathLike | None =
             "final_threshold": float(net.lif2.threshold),
             "seconds": time.time() - t0,
         }
-        log(f"{case.name}: final loss {final_loss:.4g} (normalised by peak^2: {final_loss / peak2:.4g}), "
+        log(
+            f"{case.name}: final loss {final_loss:.4g} (normalised by peak^2: {final_loss / peak2:.4g}), "
             f"output spikes at {spk_t}, iterations with output spikes "
-            f"{results[case.name]['iterations_with_output_spikes']}/{cfg.iterations}")
-        _plot_curves({case.name: (list(range(len(losses))), losses)}, cdir / "loss.png",
-                     "training iteration", "membrane MSE", title=case.name, logy=True)
-        _plot_trace(cdir / "membrane_final.png", u.view(-1).numpy(), target.view(-1).numpy(),
-                    s.view(-1).numpy(), float(net.lif2.threshold), case.name + " (final)")
+            f"{results[case.name]['iterations_with_output_spikes']}/{cfg.iterations}"
+        )
+        _plot_curves(
+            {case.name: (list(range(len(losses))), losses)},
+            cdir / "loss.png",
+            "training iteration",
+            "membrane MSE",
+            title=case.name,
+            logy=True,
+        )
+        _plot_trace(
+            cdir / "membrane_final.png",
+            u.view(-1).numpy(),
+            target.view(-1).numpy(),
+            s.view(-1).numpy(),
+            float(net.lif2.threshold),
+            case.name + " (final)",
+        )
         _animate(cdir / "membrane_training.gif", frames, target.view(-1).numpy(), case.name)
-        np.savez_compressed(cdir / "curves.npz", loss=np.asarray(losses), output_spikes=np.asarray(out_spikes),
-                            hidden_rate=np.asarray(hid_rates), threshold=np.asarray(thetas))
+        np.savez_compressed(
+            cdir / "curves.npz",
+            loss=np.asarray(losses),
+            output_spikes=np.asarray(out_spikes),
+            hidden_rate=np.asarray(hid_rates),
+            threshold=np.asarray(thetas),
+        )
     names = list(results)
-    _plot_curves({n: (list(range(cfg.iterations)), list(np.load(out / n / "curves.npz")["loss"] / cfg.cases[i].target_peak ** 2))
-                  for i, n in enumerate(names)}, out / "loss_normalised_all.png", "training iteration",
-                 "membrane MSE / target_peak^2", logy=True)
-    res = {"experiment": "tha spike-timing", "cases": results, "config": cfg.to_dict(),
-           "versions": _versions()}
+    _plot_curves(
+        {
+            n: (
+                list(range(cfg.iterations)),
+                list(np.load(out / n / "curves.npz")["loss"] / cfg.cases[i].target_peak ** 2),
+            )
+            for i, n in enumerate(names)
+        },
+        out / "loss_normalised_all.png",
+        "training iteration",
+        "membrane MSE / target_peak^2",
+        logy=True,
+    )
+    res = {"experiment": "tha spike-timing", "cases": results, "config": cfg.to_dict(), "versions": _versions()}
     _write_json(out / "results.json", res)
     return res
 
 
-def _plot_trace(path: Path, mem: np.ndarray, target: np.ndarray, spikes: np.ndarray, theta: float,
-                title: str) -> None:
+def _plot_trace(path: Path, mem: np.ndarray, target: np.ndarray, spikes: np.ndarray, theta: float, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -718,7 +864,10 @@ def _animate(path: Path, frames, target: np.ndarray, name: str) -> None:
         ax.set_ylim(lo - pad, hi + pad)
         fig.tight_layout()
         fig.canvas.draw()
-        images.append(Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3]).convert(
-            "P", palette=Image.ADAPTIVE, colors=64))
+        images.append(
+            Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3]).convert(
+                "P", palette=Image.ADAPTIVE, colors=64
+            )
+        )
     plt.close(fig)
     images[0].save(path, save_all=True, append_images=images[1:], duration=80, loop=0)

@@ -17,7 +17,17 @@ from .checkpoint import (
 )
 
 __all__ = [
-    "CheckpointError", "CheckpointPaths", "atomic_write_bytes", "atomic_write_json",
-    "atomic_write_text", "atomic_writer", "check_shapes", "checkpoint_exists", "checkpoint_paths",
-    "load_checkpoint", "read_checkpoint_info", "save_checkpoint", "to_json_text",
+    "CheckpointError",
+    "CheckpointPaths",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "atomic_writer",
+    "check_shapes",
+    "checkpoint_exists",
+    "checkpoint_paths",
+    "load_checkpoint",
+    "read_checkpoint_info",
+    "save_checkpoint",
+    "to_json_text",
 ]

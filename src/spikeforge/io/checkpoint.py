@@ -47,6 +47,7 @@ class CheckpointError(ConfigError):
 # atomic writes
 # --------------------------------------------------------------------------------------------
 
+
 def _fsync_dir(directory: Path) -> None:
     """Make a rename durable on POSIX file systems; silently skipped where unsupported."""
     if os.name != "posix":
@@ -64,8 +65,7 @@ def _fsync_dir(directory: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_writer(path: str | os.PathLike[str], mode: str = "wb",
-                  encoding: str | None = None) -> Iterator[IO[Any]]:
+def atomic_writer(path: str | os.PathLike[str], mode: str = "wb", encoding: str | None = None) -> Iterator[IO[Any]]:
     """Open a temporary file next to ``path``; on a clean exit, fsync it and rename it to ``path``.
 
     If the body raises, the temporary file is deleted and ``path`` is left untouched. The open
@@ -153,7 +153,8 @@ def to_json_text(obj: Any) -> str:
     except (TypeError, ValueError) as err:
         raise ConfigError(
             f"cannot write as JSON: {err}. Convert the value to a number, string, list or dict "
-            "(NaN and infinity must become strings or None)") from None
+            "(NaN and infinity must become strings or None)"
+        ) from None
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
@@ -167,6 +168,7 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
 # --------------------------------------------------------------------------------------------
 # checkpoints
 # --------------------------------------------------------------------------------------------
+
 
 class CheckpointPaths(NamedTuple):
     tensors: Path
@@ -191,8 +193,7 @@ def checkpoint_paths(path_dir_or_prefix: str | os.PathLike[str]) -> CheckpointPa
         prefix = p.with_suffix("")
     else:
         prefix = p
-    return CheckpointPaths(prefix.with_name(prefix.name + ".safetensors"),
-                           prefix.with_name(prefix.name + ".json"))
+    return CheckpointPaths(prefix.with_name(prefix.name + ".safetensors"), prefix.with_name(prefix.name + ".json"))
 
 
 def checkpoint_exists(path_dir_or_prefix: str | os.PathLike[str]) -> bool:
@@ -206,11 +207,13 @@ def _to_numpy(name: str, value: Any) -> np.ndarray:
         import torch
 
         if not isinstance(value, torch.Tensor):
-            raise CheckpointError(f"tensor '{name}': expected a numpy array or torch.Tensor, "
-                                  f"got {type(value).__name__}")
+            raise CheckpointError(
+                f"tensor '{name}': expected a numpy array or torch.Tensor, got {type(value).__name__}"
+            )
         if value.dtype == torch.bfloat16:
-            raise CheckpointError(f"tensor '{name}' is bfloat16, which numpy cannot hold: "
-                                  "convert it with .float() before saving")
+            raise CheckpointError(
+                f"tensor '{name}' is bfloat16, which numpy cannot hold: convert it with .float() before saving"
+            )
         value = value.detach().cpu()
         if value.is_conj():
             value = value.resolve_conj()
@@ -219,11 +222,14 @@ def _to_numpy(name: str, value: Any) -> np.ndarray:
         if isinstance(value, (np.generic, int, float, bool)):
             value = np.asarray(value)
         else:
-            raise CheckpointError(f"tensor '{name}': expected a numpy array or torch.Tensor, "
-                                  f"got {type(value).__name__}")
+            raise CheckpointError(
+                f"tensor '{name}': expected a numpy array or torch.Tensor, got {type(value).__name__}"
+            )
     if value.dtype.kind not in "biuf":
-        raise CheckpointError(f"tensor '{name}' has dtype {value.dtype}, which safetensors "
-                              "cannot store: use a bool, integer or float array")
+        raise CheckpointError(
+            f"tensor '{name}' has dtype {value.dtype}, which safetensors "
+            "cannot store: use a bool, integer or float array"
+        )
     if not value.dtype.isnative:  # e.g. big-endian arrays read from IDX files
         value = value.astype(value.dtype.newbyteorder("="))
     # (not np.ascontiguousarray: it turns 0-d arrays into 1-d ones)
@@ -233,8 +239,7 @@ def _to_numpy(name: str, value: Any) -> np.ndarray:
 def _versions() -> dict[str, str]:
     from .. import __version__
 
-    out = {"spikeforge": __version__, "numpy": np.__version__,
-           "python": platform.python_version()}
+    out = {"spikeforge": __version__, "numpy": np.__version__, "python": platform.python_version()}
     for mod in ("torch", "safetensors"):
         try:
             out[mod] = __import__(mod).__version__
@@ -243,9 +248,9 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def save_checkpoint(path_dir_or_prefix: str | os.PathLike[str],
-                    tensors: Mapping[str, Any],
-                    meta: Mapping[str, Any] | None = None) -> CheckpointPaths:
+def save_checkpoint(
+    path_dir_or_prefix: str | os.PathLike[str], tensors: Mapping[str, Any], meta: Mapping[str, Any] | None = None
+) -> CheckpointPaths:
     """Save arrays and a JSON-serialisable ``meta`` dict as ``<prefix>.safetensors`` + ``.json``.
 
     ``tensors`` maps names to numpy arrays or torch tensors (moved to CPU; bool/int/float dtypes).
@@ -270,7 +275,7 @@ def save_checkpoint(path_dir_or_prefix: str | os.PathLike[str],
         "checkpoint": {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
-            "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "versions": _versions(),
             "tensors": {k: {"dtype": str(v.dtype), "shape": list(v.shape)} for k, v in arrays.items()},
             "tensors_file": paths.tensors.name,
@@ -285,23 +290,40 @@ def save_checkpoint(path_dir_or_prefix: str | os.PathLike[str],
 
 def _read_record(paths: CheckpointPaths) -> dict[str, Any]:
     if not paths.meta.is_file():
-        hint = (f" (its arrays file {paths.tensors} exists: the run was probably killed while "
-                "saving; use an earlier checkpoint)") if paths.tensors.is_file() else ""
-        raise CheckpointError(f"checkpoint metadata {paths.meta} does not exist{hint}. "
-                              "Check the path, or train again to create the checkpoint")
+        hint = (
+            (
+                f" (its arrays file {paths.tensors} exists: the run was probably killed while "
+                "saving; use an earlier checkpoint)"
+            )
+            if paths.tensors.is_file()
+            else ""
+        )
+        raise CheckpointError(
+            f"checkpoint metadata {paths.meta} does not exist{hint}. "
+            "Check the path, or train again to create the checkpoint"
+        )
     try:
         record = json.loads(paths.meta.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"checkpoint metadata {paths.meta} is corrupt (not valid JSON: "
-                              f"{err}). Use an earlier checkpoint or train again") from None
-    if (not isinstance(record, dict) or not isinstance(record.get("checkpoint"), dict)
-            or record["checkpoint"].get("format") != FORMAT_NAME):
-        raise CheckpointError(f"{paths.meta} is not a spikeforge checkpoint file (no "
-                              f"'checkpoint.format' = '{FORMAT_NAME}'). Check the path")
+        raise CheckpointError(
+            f"checkpoint metadata {paths.meta} is corrupt (not valid JSON: "
+            f"{err}). Use an earlier checkpoint or train again"
+        ) from None
+    if (
+        not isinstance(record, dict)
+        or not isinstance(record.get("checkpoint"), dict)
+        or record["checkpoint"].get("format") != FORMAT_NAME
+    ):
+        raise CheckpointError(
+            f"{paths.meta} is not a spikeforge checkpoint file (no "
+            f"'checkpoint.format' = '{FORMAT_NAME}'). Check the path"
+        )
     version = record["checkpoint"].get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise CheckpointError(f"{paths.meta} has checkpoint format version {version!r}; this "
-                              f"spikeforge reads versions up to {FORMAT_VERSION}. Upgrade spikeforge")
+        raise CheckpointError(
+            f"{paths.meta} has checkpoint format version {version!r}; this "
+            f"spikeforge reads versions up to {FORMAT_VERSION}. Upgrade spikeforge"
+        )
     return record
 
 
@@ -310,8 +332,9 @@ def read_checkpoint_info(path_dir_or_prefix: str | os.PathLike[str]) -> dict[str
     return _read_record(checkpoint_paths(path_dir_or_prefix))["checkpoint"]
 
 
-def load_checkpoint(path_dir_or_prefix: str | os.PathLike[str],
-                    verify: bool = True) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def load_checkpoint(
+    path_dir_or_prefix: str | os.PathLike[str], verify: bool = True
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Load a checkpoint saved by :func:`save_checkpoint`: ``(arrays, meta)``.
 
     ``arrays`` are numpy arrays (convert with ``torch.from_numpy``); ``meta`` is the dict that was
@@ -323,32 +346,41 @@ def load_checkpoint(path_dir_or_prefix: str | os.PathLike[str],
 
     paths = checkpoint_paths(path_dir_or_prefix)
     if not paths.tensors.is_file() and not paths.meta.is_file():
-        raise CheckpointError(f"no checkpoint at {paths.tensors.with_suffix('')} (expected "
-                              f"{paths.tensors.name} and {paths.meta.name} in {paths.tensors.parent}). "
-                              "Check the path, or train first to create it")
+        raise CheckpointError(
+            f"no checkpoint at {paths.tensors.with_suffix('')} (expected "
+            f"{paths.tensors.name} and {paths.meta.name} in {paths.tensors.parent}). "
+            "Check the path, or train first to create it"
+        )
     record = _read_record(paths)
     if not paths.tensors.is_file():
-        raise CheckpointError(f"checkpoint arrays file {paths.tensors} does not exist (its "
-                              f"metadata {paths.meta} does). Copy both files together, or use "
-                              "another checkpoint")
+        raise CheckpointError(
+            f"checkpoint arrays file {paths.tensors} does not exist (its "
+            f"metadata {paths.meta} does). Copy both files together, or use "
+            "another checkpoint"
+        )
     data = paths.tensors.read_bytes()
     info = record["checkpoint"]
     if verify and info.get("tensors_sha256") and hashlib.sha256(data).hexdigest() != info["tensors_sha256"]:
         raise CheckpointError(
             f"checkpoint arrays file {paths.tensors} does not match its metadata {paths.meta} "
             "(SHA-256 differs): the file is corrupt or the two files come from different saves. "
-            "Use an earlier checkpoint, or pass verify=False to load it anyway")
+            "Use an earlier checkpoint, or pass verify=False to load it anyway"
+        )
     try:
         arrays = st_load(data)
     except Exception as err:  # safetensors raises its own SafetensorError
-        raise CheckpointError(f"checkpoint arrays file {paths.tensors} is corrupt ({err}). "
-                              "Use an earlier checkpoint or train again") from None
+        raise CheckpointError(
+            f"checkpoint arrays file {paths.tensors} is corrupt ({err}). Use an earlier checkpoint or train again"
+        ) from None
     meta = record.get("meta")
     return dict(arrays), dict(meta) if isinstance(meta, dict) else {}
 
 
-def check_shapes(arrays: Mapping[str, np.ndarray], expected: Mapping[str, tuple[int, ...]],
-                 source: str | os.PathLike[str] = "checkpoint") -> None:
+def check_shapes(
+    arrays: Mapping[str, np.ndarray],
+    expected: Mapping[str, tuple[int, ...]],
+    source: str | os.PathLike[str] = "checkpoint",
+) -> None:
     """Raise :class:`CheckpointError` unless every name in ``expected`` is present with that shape.
 
     The message names the array, both shapes and the fix, e.g. loading 400-neuron weights into a
@@ -356,12 +388,15 @@ def check_shapes(arrays: Mapping[str, np.ndarray], expected: Mapping[str, tuple[
     """
     for name, shape in expected.items():
         if name not in arrays:
-            raise CheckpointError(f"{os.fspath(source)} has no array '{name}' (it has: "
-                                  f"{', '.join(sorted(arrays)) or 'none'}). Was it saved by "
-                                  "another model?")
+            raise CheckpointError(
+                f"{os.fspath(source)} has no array '{name}' (it has: "
+                f"{', '.join(sorted(arrays)) or 'none'}). Was it saved by "
+                "another model?"
+            )
         got = tuple(np.shape(arrays[name]))
         if got != tuple(shape):
             raise CheckpointError(
                 f"{os.fspath(source)}: array '{name}' has shape {got} but this network needs "
                 f"{tuple(shape)}. Load it with the config it was trained with (saved in its .json), "
-                "or start a new run for the new size")
+                "or start a new run for the new size"
+            )

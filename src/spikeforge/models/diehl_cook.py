@@ -31,7 +31,9 @@ class NetworkParams(Params):
     w_init_scale: float = Field(0.3, ge=0, description="initial X->Ae weights (U[0,1)+offset)*scale")
     w_init_offset: float = Field(0.01, ge=0)
     input_delay_max_ms: float = Field(10.0, ge=0, description="X->Ae delays ~ U[0, max) ms, rounded to dt")
-    norm_total: float | None = Field(78.0, gt=0, description="column sum of X->Ae before every presentation; None disables")
+    norm_total: float | None = Field(
+        78.0, gt=0, description="column sum of X->Ae before every presentation; None disables"
+    )
 
 
 class ProtocolParams(Params):
@@ -40,7 +42,9 @@ class ProtocolParams(Params):
     dt_ms: float = Field(0.5, gt=0, le=10)
     example_ms: float = Field(350.0, gt=0)
     rest_ms: float = Field(150.0, ge=0)
-    rate_hz_per_level: float = Field(0.125, gt=0, description="rate = pixel * this * intensity (pixel/8 Hz per intensity unit)")
+    rate_hz_per_level: float = Field(
+        0.125, gt=0, description="rate = pixel * this * intensity (pixel/8 Hz per intensity unit)"
+    )
     input_intensity: float = Field(2.0, gt=0, description="starting intensity: 2 -> pixel/4 Hz, 0-63.75 Hz")
     intensity_step: float = Field(1.0, ge=0, description="retry rule: intensity += this (+pixel/8 Hz)")
     min_spikes: int = Field(5, ge=0, description="retry when the excitatory layer fires fewer spikes")
@@ -90,13 +94,17 @@ class DiehlCookState:
 
     def check_shapes(self, cfg: DiehlCookConfig) -> None:
         want = (cfg.network.n_input, cfg.network.n_neurons)
-        for name, arr, shape in (("weights", self.weights, want), ("delays", self.delays, want),
-                                 ("theta", self.theta, (want[1],))):
+        for name, arr, shape in (
+            ("weights", self.weights, want),
+            ("delays", self.delays, want),
+            ("theta", self.theta, (want[1],)),
+        ):
             if tuple(arr.shape) != shape:
                 raise ConfigError(
                     f"{name} have shape {tuple(arr.shape)} but the config asks for {shape} "
                     f"(n_input={want[0]}, n_neurons={want[1]}): start a new run directory or set "
-                    f"--neurons {arr.shape[-1]} to match the saved network")
+                    f"--neurons {arr.shape[-1]} to match the saved network"
+                )
 
 
 def init_state(cfg: DiehlCookConfig, rng: np.random.Generator) -> DiehlCookState:

@@ -53,22 +53,28 @@ from pydantic import Field, model_validator
 from ..config import ConfigError, Params
 from ..neurons import current_lif
 from ..neurons.current_lif import CurrentLIFParams
-from ..plasticity.event_stdp import (EventSTDPParams, event_stdp_update, pre_active_in_window,
-                                     update_last_spike)
+from ..plasticity.event_stdp import EventSTDPParams, event_stdp_update, pre_active_in_window, update_last_spike
 from ..synapses.wta import hollow_current, k_winners
 
 
 def _default_excitatory() -> CurrentLIFParams:
     # Talk-style LIF in "membrane units": rest/reset 0, threshold 1; the adaptive threshold
     # (alpha, beta) provides homeostasis. Values tuned for 7x7 MNIST patches (docs/benchmarks.md).
-    return CurrentLIFParams(v_rest_mv=0.0, v_reset_mv=0.0, v_thresh_mv=1.0, tau_m_ms=10.0,
-                            r_mohm=1.0, refractory_ms=2.0, adapt_alpha=0.001, adapt_beta_mv=1.6)
+    return CurrentLIFParams(
+        v_rest_mv=0.0,
+        v_reset_mv=0.0,
+        v_thresh_mv=1.0,
+        tau_m_ms=10.0,
+        r_mohm=1.0,
+        refractory_ms=2.0,
+        adapt_alpha=0.001,
+        adapt_beta_mv=1.6,
+    )
 
 
 def _default_inhibitory() -> CurrentLIFParams:
     # Fast inhibitory cells: one spike of the partner (w_ei_na) brings them over threshold at once.
-    return CurrentLIFParams(v_rest_mv=0.0, v_reset_mv=0.0, v_thresh_mv=0.5, tau_m_ms=1.0,
-                            r_mohm=1.0, refractory_ms=0.0)
+    return CurrentLIFParams(v_rest_mv=0.0, v_reset_mv=0.0, v_thresh_mv=0.5, tau_m_ms=1.0, r_mohm=1.0, refractory_ms=0.0)
 
 
 class RateCodingParams(Params):
@@ -79,10 +85,12 @@ class RateCodingParams(Params):
     max_rate_hz: float = Field(200.0, gt=0.0, description="rate of a pixel of value 1")
 
     @model_validator(mode="after")
-    def _probability(self) -> "RateCodingParams":
+    def _probability(self) -> RateCodingParams:
         if self.max_rate_hz * self.dt_ms * 1e-3 > 1.0:
-            raise ValueError(f"max_rate_hz * dt_ms / 1000 = {self.max_rate_hz * self.dt_ms * 1e-3:.3g}"
-                             f" must be <= 1 (at most one spike per input and step)")
+            raise ValueError(
+                f"max_rate_hz * dt_ms / 1000 = {self.max_rate_hz * self.dt_ms * 1e-3:.3g}"
+                f" must be <= 1 (at most one spike per input and step)"
+            )
         return self
 
     @property
@@ -126,10 +134,12 @@ def init_thresholds(p: WTALayerParams) -> torch.Tensor:
 def check_weights(w: torch.Tensor, p: WTALayerParams) -> None:
     """Fail clearly when weights do not have the layer's shape ``[n_inputs, n_features]``."""
     if tuple(w.shape) != (p.n_inputs, p.n_features):
-        raise ConfigError(f"weights of shape {tuple(w.shape)} do not fit a layer of "
-                          f"{p.n_features} features on {p.n_inputs}-pixel patches (expected "
-                          f"{(p.n_inputs, p.n_features)}); set layer.n_features and "
-                          f"patches.size_px to match the saved features, or retrain")
+        raise ConfigError(
+            f"weights of shape {tuple(w.shape)} do not fit a layer of "
+            f"{p.n_features} features on {p.n_inputs}-pixel patches (expected "
+            f"{(p.n_inputs, p.n_features)}); set layer.n_features and "
+            f"patches.size_px to match the saved features, or retrain"
+        )
 
 
 def _fresh_state(p: WTALayerParams, batch: int, thr: torch.Tensor) -> LayerState:
@@ -138,8 +148,9 @@ def _fresh_state(p: WTALayerParams, batch: int, thr: torch.Tensor) -> LayerState
     return LayerState(exc, inh, torch.zeros((batch, p.n_features), dtype=torch.bool))
 
 
-def layer_step(state: LayerState, input_spikes: torch.Tensor, w: torch.Tensor,
-               p: WTALayerParams, dt_ms: float, adapt: bool):
+def layer_step(
+    state: LayerState, input_spikes: torch.Tensor, w: torch.Tensor, p: WTALayerParams, dt_ms: float, adapt: bool
+):
     """One step of the layer for a batch of patches. ``input_spikes``: ``[batch, n_in]``.
 
     Returns ``(new_state, excitatory_spikes [batch, N] bool)``. The adaptive threshold
@@ -155,22 +166,19 @@ def layer_step(state: LayerState, input_spikes: torch.Tensor, w: torch.Tensor,
         drive = state.exc.v + ep.r_mohm * current - thr
         winners = k_winners(spikes, drive, p.k)
         losers = spikes & ~winners
-        left = torch.where(losers, (state.exc.refractory_left - 1).clamp_min(0),
-                           new_exc.refractory_left)
+        left = torch.where(losers, (state.exc.refractory_left - 1).clamp_min(0), new_exc.refractory_left)
         new_exc = new_exc._replace(refractory_left=left)
         spikes = winners
     if adapt:
         # the talk's adaptive threshold; parallel copies of the neuron contribute their mean spike,
         # so the set point does not depend on the batch size (batch 1: the equation exactly)
-        new_thr = thr - ep.adapt_alpha * thr + ep.adapt_beta_mv * spikes.to(thr.dtype).mean(
-            0, keepdim=True)
+        new_thr = thr - ep.adapt_alpha * thr + ep.adapt_beta_mv * spikes.to(thr.dtype).mean(0, keepdim=True)
     else:
         new_thr = thr
     new_exc = new_exc._replace(thr=new_thr)
     inh, inh_spikes = state.inh, state.inh_spikes
     if p.inhibition == "ei":
-        inh, inh_spikes = current_lif.step(state.inh, p.w_ei_na * spikes.to(w.dtype),
-                                           p.inhibitory, dt_ms)
+        inh, inh_spikes = current_lif.step(state.inh, p.w_ei_na * spikes.to(w.dtype), p.inhibitory, dt_ms)
     return LayerState(new_exc, inh, inh_spikes), spikes
 
 
@@ -178,19 +186,29 @@ def _bernoulli(pixels: torch.Tensor, max_prob: float, generator: torch.Generator
     return torch.rand(pixels.shape, generator=generator) < pixels * max_prob
 
 
-def train_batch(w: torch.Tensor, thr: torch.Tensor, patches: torch.Tensor, layer: WTALayerParams,
-                coding: RateCodingParams, stdp: EventSTDPParams,
-                generator: torch.Generator | None = None):
+def train_batch(
+    w: torch.Tensor,
+    thr: torch.Tensor,
+    patches: torch.Tensor,
+    layer: WTALayerParams,
+    coding: RateCodingParams,
+    stdp: EventSTDPParams,
+    generator: torch.Generator | None = None,
+):
     """Present a batch of patches ``[batch, n_in]`` (pixels in [0, 1]) for ``coding.steps`` steps
     with event-based STDP on. Returns ``(w, thr, n_post_spikes)``; ``w`` and ``thr`` are new tensors.
     """
     check_weights(w, layer)
     if patches.dim() != 2 or patches.shape[1] != w.shape[0]:
-        raise ConfigError(f"patches of shape {tuple(patches.shape)} do not match weights of shape "
-                          f"{tuple(w.shape)}; expected [batch, {w.shape[0]}]")
+        raise ConfigError(
+            f"patches of shape {tuple(patches.shape)} do not match weights of shape "
+            f"{tuple(w.shape)}; expected [batch, {w.shape[0]}]"
+        )
     if stdp.window_steps >= coding.steps:
-        raise ConfigError(f"event_stdp.window_steps = {stdp.window_steps} must be shorter than the "
-                          f"presentation (coding.steps = {coding.steps})")
+        raise ConfigError(
+            f"event_stdp.window_steps = {stdp.window_steps} must be shorter than the "
+            f"presentation (coding.steps = {coding.steps})"
+        )
     batch = patches.shape[0]
     state = _fresh_state(layer, batch, thr)
     last_pre = torch.full(patches.shape, -1, dtype=torch.int64)
@@ -201,17 +219,23 @@ def train_batch(w: torch.Tensor, thr: torch.Tensor, patches: torch.Tensor, layer
         state, s = layer_step(state, y, w, layer, coding.dt_ms, adapt=True)
         if bool(s.any()):
             rows = s.any(dim=1)  # only the patches with a post event contribute
-            w = event_stdp_update(w, pre_active_in_window(last_pre[rows], t, stdp.window_steps),
-                                  s[rows], stdp)
+            w = event_stdp_update(w, pre_active_in_window(last_pre[rows], t, stdp.window_steps), s[rows], stdp)
             n_spikes += int(s.sum())
     return w, state.exc.thr, n_spikes
 
 
 @torch.no_grad()
-def respond(w: torch.Tensor, thr: torch.Tensor, patches: torch.Tensor, layer: WTALayerParams,
-            coding: RateCodingParams, generator: torch.Generator | None = None,
-            chunk: int = 65536, deterministic: bool = False,
-            engine: Literal["numba", "torch"] = "numba") -> torch.Tensor:
+def respond(
+    w: torch.Tensor,
+    thr: torch.Tensor,
+    patches: torch.Tensor,
+    layer: WTALayerParams,
+    coding: RateCodingParams,
+    generator: torch.Generator | None = None,
+    chunk: int = 65536,
+    deterministic: bool = False,
+    engine: Literal["numba", "torch"] = "numba",
+) -> torch.Tensor:
     """Spike counts ``[M, N]`` (float32) of the frozen layer (no STDP, no threshold adaptation) for
     ``patches`` ``[M, n_in]``, computed ``chunk`` patches at a time (bounded memory).
 
@@ -224,10 +248,10 @@ def respond(w: torch.Tensor, thr: torch.Tensor, patches: torch.Tensor, layer: WT
     check_weights(w, layer)
     out = torch.empty((patches.shape[0], w.shape[1]), dtype=torch.float32)
     for lo in range(0, patches.shape[0], chunk):
-        x = patches[lo:lo + chunk]
+        x = patches[lo : lo + chunk]
         if deterministic and engine == "numba":
             current = layer.input_current_na * ((x * coding.max_prob).to(w.dtype) @ w)
-            out[lo:lo + chunk] = respond_constant_compiled(current, thr, layer, coding)
+            out[lo : lo + chunk] = respond_constant_compiled(current, thr, layer, coding)
             continue
         state = _fresh_state(layer, x.shape[0], thr)
         counts = torch.zeros((x.shape[0], w.shape[1]), dtype=torch.float32)
@@ -235,12 +259,13 @@ def respond(w: torch.Tensor, thr: torch.Tensor, patches: torch.Tensor, layer: WT
             y = x * coding.max_prob if deterministic else _bernoulli(x, coding.max_prob, generator)
             state, s = layer_step(state, y, w, layer, coding.dt_ms, adapt=False)
             counts += s
-        out[lo:lo + chunk] = counts
+        out[lo : lo + chunk] = counts
     return out
 
 
-def reconstruct_patches(counts: torch.Tensor, w: torch.Tensor, scale: float = 1.0,
-                        normalize: bool = False) -> torch.Tensor:
+def reconstruct_patches(
+    counts: torch.Tensor, w: torch.Tensor, scale: float = 1.0, normalize: bool = False
+) -> torch.Tensor:
     """Patches rebuilt from feature activity (``[..., N] -> [..., n_in]``).
 
     ``normalize=False``: ``scale * counts @ W.T``, each feature contributing its weight vector in
@@ -254,8 +279,9 @@ def reconstruct_patches(counts: torch.Tensor, w: torch.Tensor, scale: float = 1.
     return scale * (c @ w.T)
 
 
-def fit_reconstruction_scale(counts: torch.Tensor, w: torch.Tensor, patches: torch.Tensor,
-                             normalize: bool = False) -> float:
+def fit_reconstruction_scale(
+    counts: torch.Tensor, w: torch.Tensor, patches: torch.Tensor, normalize: bool = False
+) -> float:
     """Least-squares ``scale`` of :func:`reconstruct_patches` for the given patches (0 if silent)."""
     r = reconstruct_patches(counts, w, 1.0, normalize).double()
     denom = float((r * r).sum())
@@ -272,8 +298,14 @@ class EventSTDPPatchLayer:
     torch.Size([10, 16])
     """
 
-    def __init__(self, layer: WTALayerParams, coding: RateCodingParams | None = None,
-                 stdp: EventSTDPParams | None = None, seed: int = 0, batch_size: int = 32):
+    def __init__(
+        self,
+        layer: WTALayerParams,
+        coding: RateCodingParams | None = None,
+        stdp: EventSTDPParams | None = None,
+        seed: int = 0,
+        batch_size: int = 32,
+    ):
         self.layer = layer
         self.coding = coding or RateCodingParams()
         self.stdp = stdp or EventSTDPParams()
@@ -287,17 +319,20 @@ class EventSTDPPatchLayer:
         returns the number of postsynaptic spikes."""
         total = 0
         for lo in range(0, patches.shape[0], self.batch_size):
-            self.w, self.thr, n = train_batch(self.w, self.thr, patches[lo:lo + self.batch_size],
-                                              self.layer, self.coding, self.stdp, self.generator)
+            self.w, self.thr, n = train_batch(
+                self.w, self.thr, patches[lo : lo + self.batch_size], self.layer, self.coding, self.stdp, self.generator
+            )
             total += n
         return total
 
-    def respond(self, patches: torch.Tensor, layer: WTALayerParams | None = None,
-                deterministic: bool = False) -> torch.Tensor:
+    def respond(
+        self, patches: torch.Tensor, layer: WTALayerParams | None = None, deterministic: bool = False
+    ) -> torch.Tensor:
         """Spike counts ``[M, n_features]`` of the frozen layer (``layer`` overrides the circuit's
         parameters, e.g. softer inhibition; see :func:`respond`)."""
-        return respond(self.w, self.thr, patches, layer or self.layer, self.coding,
-                       self.generator, deterministic=deterministic)
+        return respond(
+            self.w, self.thr, patches, layer or self.layer, self.coding, self.generator, deterministic=deterministic
+        )
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"weights": self.w.clone(), "thresholds": self.thr.clone()}
@@ -321,8 +356,16 @@ def _lif_constants(p: CurrentLIFParams, dt_ms: float) -> tuple:
     compiled loop below reads the same parameter object as the PyTorch step."""
     exact = p.integration == "exact"
     decay = math.exp(-dt_ms / p.tau_m_ms) if exact else 1.0 - dt_ms / p.tau_m_ms
-    return (p.v_rest_mv, p.v_reset_mv, p.v_thresh_mv, p.r_mohm, decay,
-            int(round(p.refractory_ms / dt_ms)), p.adapt_alpha, p.adapt_beta_mv)
+    return (
+        p.v_rest_mv,
+        p.v_reset_mv,
+        p.v_thresh_mv,
+        p.r_mohm,
+        decay,
+        int(round(p.refractory_ms / dt_ms)),
+        p.adapt_alpha,
+        p.adapt_beta_mv,
+    )
 
 
 @njit(cache=True)
@@ -360,7 +403,7 @@ def _respond_const(current, thr, steps, inhibition, k, w_ei, w_ie, ce, ci, count
             li[j] = 0
             thi[j] = 0.0
             si_prev[j] = False
-        for t in range(steps):
+        for _t in range(steps):
             n_inh = 0
             for j in range(n):
                 if si_prev[j]:
@@ -420,15 +463,24 @@ def _respond_const(current, thr, steps, inhibition, k, w_ei, w_ie, ce, ci, count
                     si_prev[j] = si_now[j]
 
 
-def respond_constant_compiled(current: torch.Tensor, thr: torch.Tensor, layer: WTALayerParams,
-                              coding: RateCodingParams) -> torch.Tensor:
+def respond_constant_compiled(
+    current: torch.Tensor, thr: torch.Tensor, layer: WTALayerParams, coding: RateCodingParams
+) -> torch.Tensor:
     """Spike counts ``[M, N]`` of the frozen layer for input currents ``[M, N]`` held constant
     for ``coding.steps`` steps (numba; same equations and parameters as :func:`layer_step`)."""
     cur = np.ascontiguousarray(current.detach().cpu().numpy(), dtype=np.float32)
     th = np.ascontiguousarray(thr.detach().cpu().numpy().reshape(-1), dtype=np.float32)
     counts = np.zeros(cur.shape, dtype=np.float32)
-    _respond_const(cur, th, coding.steps, _INHIBITION_CODES[layer.inhibition], layer.k,
-                   float(layer.w_ei_na), float(layer.w_ie_na),
-                   _lif_constants(layer.excitatory, coding.dt_ms),
-                   _lif_constants(layer.inhibitory, coding.dt_ms), counts)
+    _respond_const(
+        cur,
+        th,
+        coding.steps,
+        _INHIBITION_CODES[layer.inhibition],
+        layer.k,
+        float(layer.w_ei_na),
+        float(layer.w_ie_na),
+        _lif_constants(layer.excitatory, coding.dt_ms),
+        _lif_constants(layer.inhibitory, coding.dt_ms),
+        counts,
+    )
     return torch.from_numpy(counts)

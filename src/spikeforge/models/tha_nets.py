@@ -72,8 +72,7 @@ class THAMnistNetParams(Params):
 
 def _pooled_kernel(w: torch.Tensor) -> torch.Tensor:
     """Kernel of ``avg_pool2d(conv2d(x, w), 2)`` as one stride-2 convolution (size k+1)."""
-    return 0.25 * (F.pad(w, (0, 1, 0, 1)) + F.pad(w, (1, 0, 0, 1))
-                   + F.pad(w, (0, 1, 1, 0)) + F.pad(w, (1, 0, 1, 0)))
+    return 0.25 * (F.pad(w, (0, 1, 0, 1)) + F.pad(w, (1, 0, 0, 1)) + F.pad(w, (0, 1, 1, 0)) + F.pad(w, (1, 0, 1, 0)))
 
 
 class _BNPerStep(torch.autograd.Function):
@@ -115,8 +114,10 @@ class THAMnistNet(nn.Module):
         s1 = (p.image_size - p.kernel_size + 1) // 2
         s2 = (s1 - p.kernel_size + 1) // 2
         if s2 < 1 or (p.image_size - p.kernel_size + 1) % 2 or (s1 - p.kernel_size + 1) % 2:
-            raise ConfigError(f"image_size {p.image_size} with kernel_size {p.kernel_size} does not "
-                              "give even feature maps for the two 2x2 poolings")
+            raise ConfigError(
+                f"image_size {p.image_size} with kernel_size {p.kernel_size} does not "
+                "give even feature maps for the two 2x2 poolings"
+            )
         self.size1, self.size2 = s1, s2
         self.num_features = p.channels2 * s2 * s2
         conv = (lambda *a, **k: BinaryConv2d(*a, **k)) if p.binarize else nn.Conv2d
@@ -144,8 +145,10 @@ class THAMnistNet(nn.Module):
         if x.dim() == 3 and p.in_channels == 1:
             x = x.unsqueeze(1)
         if x.dim() != 4 or tuple(x.shape[1:]) != want:
-            raise ConfigError(f"THAMnistNet expects images of shape [B, {want[0]}, {want[1]}, "
-                              f"{want[2]}] (static, direct encoding), got {tuple(x.shape)}")
+            raise ConfigError(
+                f"THAMnistNet expects images of shape [B, {want[0]}, {want[1]}, "
+                f"{want[2]}] (static, direct encoding), got {tuple(x.shape)}"
+            )
 
     # -- fast path ---------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -160,32 +163,33 @@ class THAMnistNet(nn.Module):
         if p.batch_norm:
             c1 = self._bn_static(c1, self.bn1, T)
         c1 = c1.permute(0, 2, 3, 1).contiguous()  # channels-last: the spikes come out that way
-        s1, _ = leaky_multistep(c1, self.lif1.beta, self.lif1.threshold, self.lif1.surrogate,
-                                time_dim=0, num_steps=T)  # [T, B, s1, s1, C1]
+        s1, _ = leaky_multistep(
+            c1, self.lif1.beta, self.lif1.threshold, self.lif1.surrogate, time_dim=0, num_steps=T
+        )  # [T, B, s1, s1, C1]
         s1 = s1.reshape(T * B, self.size1, self.size1, p.channels1).permute(0, 3, 1, 2)
         w2 = _pooled_kernel(self._w(self.conv2)).contiguous(memory_format=torch.channels_last)
         c2 = F.conv2d(s1, w2, stride=2)  # [T*B, C2, s2, s2], channels-last
         c2 = c2.permute(0, 2, 3, 1).reshape(T, B * self.size2 * self.size2, p.channels2)
         if p.batch_norm:
             c2 = self._bn_per_step(c2, self.bn2)
-        s2, _ = leaky_multistep(c2.reshape(T, B, -1), self.lif2.beta, self.lif2.threshold,
-                                self.lif2.surrogate, time_dim=0)  # [T, B, s2*s2*C2] (h, w, c)
+        s2, _ = leaky_multistep(
+            c2.reshape(T, B, -1), self.lif2.beta, self.lif2.threshold, self.lif2.surrogate, time_dim=0
+        )  # [T, B, s2*s2*C2] (h, w, c)
         wf = self._w(self.fc)
         wf = wf.view(p.num_classes, p.channels2, self.size2, self.size2).permute(0, 2, 3, 1)
         c3 = F.linear(s2.reshape(T * B, -1), wf.reshape(p.num_classes, -1), self.fc.bias)
         if p.dropout > 0:
             c3 = F.dropout(c3, p.dropout, self.training)
-        s3, u3 = leaky_multistep(c3.view(T, B, -1), self.lif3.beta, self.lif3.threshold,
-                                 self.lif3.surrogate, time_dim=0)
+        s3, u3 = leaky_multistep(
+            c3.view(T, B, -1), self.lif3.beta, self.lif3.threshold, self.lif3.surrogate, time_dim=0
+        )
         return s3.transpose(0, 1), u3.transpose(0, 1)
 
     def _bn_static(self, x: torch.Tensor, bn: nn.BatchNorm2d, T: int) -> torch.Tensor:
         if not self.training:
-            return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False,
-                                0.0, bn.eps)
+            return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
         m_eff = 1.0 - (1.0 - bn.momentum) ** T
-        out = F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, True, m_eff,
-                           bn.eps)
+        out = F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, True, m_eff, bn.eps)
         bn.num_batches_tracked.add_(T)
         return out
 
@@ -273,8 +277,7 @@ class SpikeTimingNet(nn.Module):
         """``x``: input spikes ``[B, T, num_inputs]``; returns (hidden spikes, output spikes,
         output membrane), batch-first."""
         if x.dim() != 3 or x.shape[2] != self.params.num_inputs:
-            raise ConfigError(f"SpikeTimingNet expects input [B, T, {self.params.num_inputs}], "
-                              f"got {tuple(x.shape)}")
+            raise ConfigError(f"SpikeTimingNet expects input [B, T, {self.params.num_inputs}], got {tuple(x.shape)}")
         h = self.lif1(self.fc1(x))
         s, u = self.lif2(self.fc2(h))
         return h, s, u

@@ -5,5 +5,11 @@ from .conductance_lif import ConductanceLIFParams, InhibitoryLIFParams, inhibito
 from .current_lif import CurrentLIFParams
 from .leaky import Leaky, LeakyParams, leaky_multistep, leaky_step  # noqa: F401  (gradient-trained LIF)
 
-__all__ = ["conductance_lif", "current_lif", "ConductanceLIFParams", "CurrentLIFParams",
-           "InhibitoryLIFParams", "inhibitory_defaults"]
+__all__ = [
+    "conductance_lif",
+    "current_lif",
+    "ConductanceLIFParams",
+    "CurrentLIFParams",
+    "InhibitoryLIFParams",
+    "inhibitory_defaults",
+]

@@ -96,8 +96,7 @@ def decay_factors(p: ConductanceLIFParams, dt_ms: float) -> DecayFactors:
         ge, gi, th = 1 - dt_ms / p.tau_ge_ms, 1 - dt_ms / p.tau_gi_ms, 1 - dt_ms / p.tau_theta_ms
     else:
         ge, gi, th = (math.exp(-dt_ms / t) for t in (p.tau_ge_ms, p.tau_gi_ms, p.tau_theta_ms))
-    return DecayFactors(ge, gi, th, dt_ms / p.tau_m_ms,
-                        steps(p.refractory_ms, dt_ms), steps(p.clamp_ms, dt_ms))
+    return DecayFactors(ge, gi, th, dt_ms / p.tau_m_ms, steps(p.refractory_ms, dt_ms), steps(p.clamp_ms, dt_ms))
 
 
 def steps(duration_ms: float, dt_ms: float) -> int:

@@ -65,7 +65,6 @@ def step(state: CurrentLIFState, current_na: torch.Tensor, p: CurrentLIFParams, 
     spikes = (v >= p.v_thresh_mv + state.thr) & ~refractory
     v = torch.where(spikes, torch.full_like(v, p.v_reset_mv), v)
     n_ref = int(round(p.refractory_ms / dt_ms))
-    left = torch.where(spikes, torch.full_like(state.refractory_left, n_ref),
-                       (state.refractory_left - 1).clamp_min(0))
+    left = torch.where(spikes, torch.full_like(state.refractory_left, n_ref), (state.refractory_left - 1).clamp_min(0))
     thr = state.thr - p.adapt_alpha * state.thr + p.adapt_beta_mv * spikes.to(v.dtype)
     return CurrentLIFState(v, left, thr), spikes

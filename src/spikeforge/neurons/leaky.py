@@ -132,8 +132,7 @@ def _lif_forward(x, beta, theta, u0, reset, U, S):
 
 
 @numba.njit(cache=True, nogil=True)
-def _lif_backward(U, u0, beta, theta, reset, code, k, gS, has_gS, gU, has_gU,
-                  gx, gbeta, gtheta, param_grads):
+def _lif_backward(U, u0, beta, theta, reset, code, k, gS, has_gS, gU, has_gU, gx, gbeta, gtheta, param_grads):
     # gbeta, gtheta: per-element [M] accumulators, reduced to the parameter shape by the caller
     T, M = U.shape
     static = gx.shape[0] == 1
@@ -185,8 +184,9 @@ class _LeakyFused(torch.autograd.Function):
         S = torch.empty(num_steps, M, dtype=x.dtype)
         bm = beta.detach().repeat(M // beta.shape[0]).contiguous()
         tm = theta.detach().repeat(M // theta.shape[0]).contiguous()
-        _lif_forward(x.detach().numpy(), bm.numpy(), tm.numpy(), u0.detach().numpy(),
-                     _RESET_CODE[reset], U.numpy(), S.numpy())
+        _lif_forward(
+            x.detach().numpy(), bm.numpy(), tm.numpy(), u0.detach().numpy(), _RESET_CODE[reset], U.numpy(), S.numpy()
+        )
         ctx.save_for_backward(U, u0, bm, tm)
         ctx.kb, ctx.kt = beta.shape[0], theta.shape[0]
         ctx.static = x.shape[0] == 1
@@ -209,10 +209,23 @@ class _LeakyFused(torch.autograd.Function):
         gbeta = torch.zeros(M if param_grads else 1, dtype=U.dtype)
         gtheta = torch.zeros(M if param_grads else 1, dtype=U.dtype)
         sur = ctx.surrogate
-        carry = _lif_backward(U.numpy(), u0.detach().numpy(), bm.numpy(), tm.numpy(),
-                              _RESET_CODE[ctx.reset], sur.code, float(sur.slope), gS_.numpy(),
-                              gS is not None, gU_.numpy(), gU is not None, gx.numpy(),
-                              gbeta.numpy(), gtheta.numpy(), param_grads)
+        carry = _lif_backward(
+            U.numpy(),
+            u0.detach().numpy(),
+            bm.numpy(),
+            tm.numpy(),
+            _RESET_CODE[ctx.reset],
+            sur.code,
+            float(sur.slope),
+            gS_.numpy(),
+            gS is not None,
+            gU_.numpy(),
+            gU is not None,
+            gx.numpy(),
+            gbeta.numpy(),
+            gtheta.numpy(),
+            param_grads,
+        )
 
         def reduce(g, k):  # [M] -> [k], summed in float64
             return g.double().view(-1, k).sum(0).to(U.dtype)
@@ -263,16 +276,24 @@ def _as_param(value, dtype, neuron_shape, what) -> torch.Tensor:
     try:
         return p.expand(neuron_shape).reshape(-1)
     except RuntimeError:
-        raise ConfigError(f"{what} of shape {tuple(p.shape)} does not broadcast to the neuron shape "
-                          f"{tuple(neuron_shape)}; give a scalar or a tensor of that shape") from None
+        raise ConfigError(
+            f"{what} of shape {tuple(p.shape)} does not broadcast to the neuron shape "
+            f"{tuple(neuron_shape)}; give a scalar or a tensor of that shape"
+        ) from None
 
 
-def leaky_multistep(x: torch.Tensor, beta: float | torch.Tensor = 0.9,
-                    threshold: float | torch.Tensor = 1.0,
-                    surrogate: str | Surrogate = "fast_sigmoid", reset: ResetMode = "subtract",
-                    *, time_dim: int = 1, num_steps: int | None = None,
-                    mem0: torch.Tensor | None = None, fused: bool | None = None,
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+def leaky_multistep(
+    x: torch.Tensor,
+    beta: float | torch.Tensor = 0.9,
+    threshold: float | torch.Tensor = 1.0,
+    surrogate: str | Surrogate = "fast_sigmoid",
+    reset: ResetMode = "subtract",
+    *,
+    time_dim: int = 1,
+    num_steps: int | None = None,
+    mem0: torch.Tensor | None = None,
+    fused: bool | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Run LIF neurons over all time steps; return ``(spikes, membrane)``, both shaped like ``x``
     with a time axis (``[B, T, ...]`` for ``time_dim=1``, ``[T, B, ...]`` for ``time_dim=0``).
 
@@ -298,9 +319,11 @@ def leaky_multistep(x: torch.Tensor, beta: float | torch.Tensor = 0.9,
         x2 = x.reshape(1, -1)
     else:
         if x.dim() < 2:
-            raise ConfigError(f"input of shape {tuple(x.shape)} has no time axis: expected "
-                              "[B, T, ...] (or [T, B, ...] with time_dim=0), or pass num_steps "
-                              "for a static input")
+            raise ConfigError(
+                f"input of shape {tuple(x.shape)} has no time axis: expected "
+                "[B, T, ...] (or [T, B, ...] with time_dim=0), or pass num_steps "
+                "for a static input"
+            )
         xt = x if time_dim == 0 else x.transpose(0, 1)
         T, B, neuron_shape = xt.shape[0], xt.shape[1], xt.shape[2:]
         x2 = xt.reshape(T, -1)
@@ -313,16 +336,21 @@ def leaky_multistep(x: torch.Tensor, beta: float | torch.Tensor = 0.9,
         if tuple(mem0.shape) != (B, *neuron_shape):
             raise ConfigError(f"mem0 has shape {tuple(mem0.shape)}, expected {(B, *neuron_shape)}")
         u0 = mem0.to(x.dtype).reshape(-1)
-    can_fuse = (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
-                and sur.code >= 0 and b.device.type == "cpu" and th.device.type == "cpu")
+    can_fuse = (
+        x.device.type == "cpu"
+        and x.dtype in (torch.float32, torch.float64)
+        and sur.code >= 0
+        and b.device.type == "cpu"
+        and th.device.type == "cpu"
+    )
     if fused is None:
         fused = can_fuse
     elif fused and not can_fuse:
-        raise ConfigError("the fused LIF kernel needs a float32/float64 CPU tensor and a built-in "
-                          "surrogate; use fused=None or False")
+        raise ConfigError(
+            "the fused LIF kernel needs a float32/float64 CPU tensor and a built-in surrogate; use fused=None or False"
+        )
     if fused:
-        S, U = _LeakyFused.apply(x2.contiguous(), b.contiguous(), th.contiguous(),
-                                 u0.contiguous(), T, reset, sur)
+        S, U = _LeakyFused.apply(x2.contiguous(), b.contiguous(), th.contiguous(), u0.contiguous(), T, reset, sur)
     else:
         S, U = _unfused(x2, b, th, u0, T, reset, sur)
     S = S.view(T, B, *neuron_shape)
@@ -342,8 +370,15 @@ class Leaky(torch.nn.Module):
     it is an ``nn.Parameter``; the same holds for ``beta``.
     """
 
-    def __init__(self, params: LeakyParams | None = None, *, time_first: bool = False,
-                 return_mem: bool = False, fused: bool | None = None, **kwargs):
+    def __init__(
+        self,
+        params: LeakyParams | None = None,
+        *,
+        time_first: bool = False,
+        return_mem: bool = False,
+        fused: bool | None = None,
+        **kwargs,
+    ):
         super().__init__()
         if params is None:
             params = LeakyParams.from_dict(kwargs)
@@ -365,22 +400,36 @@ class Leaky(torch.nn.Module):
         else:
             self.register_buffer("threshold", theta)
 
-    def forward(self, x: torch.Tensor, mem0: torch.Tensor | None = None,
-                num_steps: int | None = None):
-        s, u = leaky_multistep(x, self.beta, self.threshold, self.surrogate, self.params.reset,
-                               time_dim=0 if self.time_first else 1, num_steps=num_steps,
-                               mem0=mem0, fused=self.fused)
+    def forward(self, x: torch.Tensor, mem0: torch.Tensor | None = None, num_steps: int | None = None):
+        s, u = leaky_multistep(
+            x,
+            self.beta,
+            self.threshold,
+            self.surrogate,
+            self.params.reset,
+            time_dim=0 if self.time_first else 1,
+            num_steps=num_steps,
+            mem0=mem0,
+            fused=self.fused,
+        )
         return (s, u) if self.return_mem else s
 
     def extra_repr(self) -> str:
         p = self.params
-        return (f"beta={float(self.beta):.4g}, threshold={float(self.threshold):.4g}, "
-                f"surrogate={self.surrogate.name}(slope={self.surrogate.slope:g}), reset={p.reset}")
+        return (
+            f"beta={float(self.beta):.4g}, threshold={float(self.threshold):.4g}, "
+            f"surrogate={self.surrogate.name}(slope={self.surrogate.slope:g}), reset={p.reset}"
+        )
 
 
-def leaky_step(x: torch.Tensor, mem: torch.Tensor, beta: float | torch.Tensor,
-               threshold: float | torch.Tensor, surrogate: str | Surrogate = "fast_sigmoid",
-               reset: ResetMode = "subtract") -> tuple[torch.Tensor, torch.Tensor]:
+def leaky_step(
+    x: torch.Tensor,
+    mem: torch.Tensor,
+    beta: float | torch.Tensor,
+    threshold: float | torch.Tensor,
+    surrogate: str | Surrogate = "fast_sigmoid",
+    reset: ResetMode = "subtract",
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One time step of the same recurrence (for custom loops): returns ``(spikes, new_mem)``.
     The reset uses ``H(mem - threshold)`` of the incoming membrane, detached."""
     sur = surrogate if isinstance(surrogate, Surrogate) else get_surrogate(surrogate)

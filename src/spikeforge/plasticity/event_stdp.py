@@ -40,20 +40,23 @@ class EventSTDPParams(Params):
     learning_rate: float = Field(5e-4, gt=0.0, le=1.0, description="eta (mu in the paper's code)")
     a_plus: float = Field(1.0, ge=0.0, le=10.0, description="LTP scale A+")
     a_minus: float = Field(0.75, ge=0.0, le=10.0, description="LTD scale A-")
-    decay_lambda: float = Field(0.0, ge=0.0, le=10.0,
-                                description="lambda: LTP bound w_max/(1+lambda), LTD factor (1+lambda)")
+    decay_lambda: float = Field(
+        0.0, ge=0.0, le=10.0, description="lambda: LTP bound w_max/(1+lambda), LTD factor (1+lambda)"
+    )
     w_max: float = Field(1.0, gt=0.0, description="upper weight bound")
-    window_steps: int = Field(0, ge=0, le=10_000,
-                              description="eps: an input counts as active if it spiked in [t-eps, t]")
+    window_steps: int = Field(
+        0, ge=0, le=10_000, description="eps: an input counts as active if it spiked in [t-eps, t]"
+    )
 
     @model_validator(mode="after")
-    def _soft_bound_holds(self) -> "EventSTDPParams":
+    def _soft_bound_holds(self) -> EventSTDPParams:
         worst = self.learning_rate * max(self.a_plus, self.a_minus) * (1.0 + self.decay_lambda)
         if worst > 1.0:
             raise ValueError(
                 f"learning_rate * max(a_plus, a_minus) * (1 + decay_lambda) = {worst:.4g} must be "
                 f"<= 1, otherwise one update overshoots the soft bounds; lower learning_rate "
-                f"(now {self.learning_rate})")
+                f"(now {self.learning_rate})"
+            )
         return self
 
 
@@ -68,8 +71,9 @@ def update_last_spike(last_pre_step: torch.Tensor, pre_spikes: torch.Tensor, t: 
     return torch.where(pre_spikes.bool(), torch.full_like(last_pre_step, t), last_pre_step)
 
 
-def event_stdp_delta(w: torch.Tensor, pre_active: torch.Tensor, post_spikes: torch.Tensor,
-                     p: EventSTDPParams) -> torch.Tensor:
+def event_stdp_delta(
+    w: torch.Tensor, pre_active: torch.Tensor, post_spikes: torch.Tensor, p: EventSTDPParams
+) -> torch.Tensor:
     """Weight change of event-based STDP (equation in the module docstring), summed over a batch.
 
     w: ``[n_in, n_out]``; pre_active: ``[n_in]`` or ``[batch, n_in]`` (1 where the input spiked in
@@ -79,14 +83,14 @@ def event_stdp_delta(w: torch.Tensor, pre_active: torch.Tensor, post_spikes: tor
     post = post_spikes.to(w.dtype)
     if pre.dim() == 1:
         pre, post = pre.unsqueeze(0), post.unsqueeze(0)
-    n_ltp = pre.T @ post                                  # [n_in, n_out]: events with input active
-    n_ltd = post.sum(0, keepdim=True) - n_ltp             # events with input silent
+    n_ltp = pre.T @ post  # [n_in, n_out]: events with input active
+    n_ltd = post.sum(0, keepdim=True) - n_ltp  # events with input silent
     scale = 1.0 + p.decay_lambda
-    return p.learning_rate * (p.a_plus * n_ltp * (p.w_max - scale * w)
-                              - p.a_minus * n_ltd * scale * w)
+    return p.learning_rate * (p.a_plus * n_ltp * (p.w_max - scale * w) - p.a_minus * n_ltd * scale * w)
 
 
-def event_stdp_update(w: torch.Tensor, pre_active: torch.Tensor, post_spikes: torch.Tensor,
-                      p: EventSTDPParams) -> torch.Tensor:
+def event_stdp_update(
+    w: torch.Tensor, pre_active: torch.Tensor, post_spikes: torch.Tensor, p: EventSTDPParams
+) -> torch.Tensor:
     """``w + dw`` clipped to ``[0, w_max]`` (a new tensor; ``w`` is not modified)."""
     return (w + event_stdp_delta(w, pre_active, post_spikes, p)).clamp_(0.0, p.w_max)

@@ -68,9 +68,15 @@ class STDPParams(Params):
     x_tar: float = Field(0.2, ge=0, description="target pre trace (postpre, exponential, presynaptic)")
     mu: float = Field(0.2, ge=0, description="power-law weight dependence exponent")
     beta: float = Field(3.0, ge=0, description="exponential weight dependence")
-    nu_decay: float = Field(1.0, gt=0, le=1, description=(
-        "learning-rate schedule: nu_pre and nu_post are multiplied by nu_decay every nu_decay_every "
-        "training examples (1 = constant rates, as in the original code)"))
+    nu_decay: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description=(
+            "learning-rate schedule: nu_pre and nu_post are multiplied by nu_decay every nu_decay_every "
+            "training examples (1 = constant rates, as in the original code)"
+        ),
+    )
     nu_decay_every: int = Field(250, ge=1, description="training examples per learning-rate decay step")
 
     def rate_scale(self, examples_seen: int) -> float:
@@ -83,11 +89,13 @@ class STDPParams(Params):
     def code(self) -> int:
         return RULE_CODES[self.kind]
 
-    def scaled(self, scale: float) -> "STDPParams":
+    def scaled(self, scale: float) -> STDPParams:
         """The same rule with nu_pre and nu_post multiplied by ``scale`` (the schedule's factor)."""
         return self.model_copy(update={"nu_pre": self.nu_pre * scale, "nu_post": self.nu_post * scale})
 
     def kernel_params(self) -> np.ndarray:
         """The rule's numbers in the fixed order the update formulas read them."""
-        return np.array([self.nu_pre, self.nu_post, float(self.pre_sign), self.w_min, self.w_max,
-                         self.x_tar, self.mu, self.beta], dtype=np.float64)
+        return np.array(
+            [self.nu_pre, self.nu_post, float(self.pre_sign), self.w_min, self.w_max, self.x_tar, self.mu, self.beta],
+            dtype=np.float64,
+        )

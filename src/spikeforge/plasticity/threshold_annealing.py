@@ -18,7 +18,7 @@ is just the number of steps taken (:meth:`state_dict`).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from pydantic import Field, ValidationInfo, field_validator
@@ -38,8 +38,10 @@ class AnnealParams(Params):
     def _final_not_below_initial(cls, v: float, info: ValidationInfo) -> float:
         t0 = info.data.get("theta_initial")
         if t0 is not None and v < t0:
-            raise ValueError(f"theta_final = {v} is below theta_initial = {t0}; annealing only "
-                             "raises thresholds (theta_final must be >= theta_initial)")
+            raise ValueError(
+                f"theta_final = {v} is below theta_initial = {t0}; annealing only "
+                "raises thresholds (theta_final must be >= theta_initial)"
+            )
         return v
 
     def theta_at(self, n: int | float) -> float:
@@ -56,14 +58,13 @@ class ThresholdAnnealing:
     ``theta_initial`` (done at construction unless ``reset=False``, e.g. when resuming).
     """
 
-    def __init__(self, layers: Sequence[torch.nn.Module], params: Sequence[AnnealParams | dict],
-                 reset: bool = True):
+    def __init__(self, layers: Sequence[torch.nn.Module], params: Sequence[AnnealParams | dict], reset: bool = True):
         if len(layers) != len(params):
-            raise ConfigError(f"threshold annealing got {len(layers)} layers but {len(params)} "
-                              "schedules; give one schedule per layer")
+            raise ConfigError(
+                f"threshold annealing got {len(layers)} layers but {len(params)} schedules; give one schedule per layer"
+            )
         self.layers = list(layers)
-        self.params = [p if isinstance(p, AnnealParams) else AnnealParams.from_dict(p)
-                       for p in params]
+        self.params = [p if isinstance(p, AnnealParams) else AnnealParams.from_dict(p) for p in params]
         for i, layer in enumerate(self.layers):
             if not isinstance(getattr(layer, "threshold", None), torch.Tensor):
                 raise ConfigError(f"layer {i} ({type(layer).__name__}) has no 'threshold' tensor")

@@ -9,5 +9,4 @@ from .figures import (
     weight_mosaic,
 )
 
-__all__ = ["grid_shape", "plot_confusion", "plot_curves", "plot_histogram", "plot_weight_grid",
-           "weight_mosaic"]
+__all__ = ["grid_shape", "plot_confusion", "plot_curves", "plot_histogram", "plot_weight_grid", "weight_mosaic"]

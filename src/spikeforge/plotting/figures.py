@@ -62,9 +62,11 @@ def weight_mosaic(weights: Any, image_shape: tuple[int, int] = (28, 28), gap: in
         raise ValueError(f"weights must be [n_input, n_neurons], got shape {w.shape}")
     h, wd = (int(s) for s in image_shape)
     if h * wd != w.shape[0]:
-        raise ValueError(f"weights have {w.shape[0]} inputs (rows) but image_shape {tuple(image_shape)} "
-                         f"has {h * wd} pixels; pass image_shape matching the input layer, or "
-                         "transpose weights if they are [n_neurons, n_input]")
+        raise ValueError(
+            f"weights have {w.shape[0]} inputs (rows) but image_shape {tuple(image_shape)} "
+            f"has {h * wd} pixels; pass image_shape matching the input layer, or "
+            "transpose weights if they are [n_neurons, n_input]"
+        )
     n = w.shape[1]
     rows, cols = grid_shape(n)
     # [n_input, N] -> [N, h, w], padded to rows*cols tiles, then laid out with gaps
@@ -75,10 +77,16 @@ def weight_mosaic(weights: Any, image_shape: tuple[int, int] = (28, 28), gap: in
     return mosaic[: rows * (h + gap) - gap, : cols * (wd + gap) - gap]
 
 
-def plot_weight_grid(weights: Any, path: str | os.PathLike[str],
-                     image_shape: tuple[int, int] = (28, 28), *, title: str | None = None,
-                     cmap: str = "hot_r", vmin: float | None = None,
-                     vmax: float | None = None) -> Path:
+def plot_weight_grid(
+    weights: Any,
+    path: str | os.PathLike[str],
+    image_shape: tuple[int, int] = (28, 28),
+    *,
+    title: str | None = None,
+    cmap: str = "hot_r",
+    vmin: float | None = None,
+    vmax: float | None = None,
+) -> Path:
     """Each neuron's incoming weights (columns of ``weights [n_input, N]``) as an image tile in a
     near-square grid, drawn as one mosaic image (fast and legible for any N up to thousands).
 
@@ -119,7 +127,7 @@ def plot_weight_grid(weights: Any, path: str | os.PathLike[str],
     for slot in range(rows * cols):
         r, c = divmod(slot, cols)
         y0, x0 = r * (th + gap), c * (tw + gap)
-        canvas[y0:y0 + th, x0:x0 + tw] = rgba[slot] if slot < n else 255  # unused slots: white
+        canvas[y0 : y0 + th, x0 : x0 + tw] = rgba[slot] if slot < n else 255  # unused slots: white
 
     ax_h, ax_w = canvas.shape[:2]
     left, right, bottom, top = 16, 120, 16, 44
@@ -132,17 +140,16 @@ def plot_weight_grid(weights: Any, path: str | os.PathLike[str],
     ax.set_yticks([])
     for spine in ax.spines.values():  # a frame in the grid-line colour
         spine.set_color("#9a9a9a")
-    ax.set_title(title or f"incoming weights of {n} neuron{'s' if n != 1 else ''} "
-                 f"({h}x{wd} each)", fontsize=11)
+    ax.set_title(title or f"incoming weights of {n} neuron{'s' if n != 1 else ''} ({h}x{wd} each)", fontsize=11)
     bar_h = min(ax_h, 500)
-    cax = fig.add_axes(((left + ax_w + 18) / fig_w, (bottom + (ax_h - bar_h) / 2) / fig_h,
-                        18 / fig_w, bar_h / fig_h))
+    cax = fig.add_axes(((left + ax_w + 18) / fig_w, (bottom + (ax_h - bar_h) / 2) / fig_h, 18 / fig_w, bar_h / fig_h))
     fig.colorbar(ScalarMappable(norm=norm, cmap=cm), cax=cax, label="weight")
     return _save(fig, path, dpi=dpi)
 
 
-def plot_confusion(cm: Any, path: str | os.PathLike[str], *, class_names: Sequence[str] | None = None,
-                   title: str | None = None) -> Path:
+def plot_confusion(
+    cm: Any, path: str | os.PathLike[str], *, class_names: Sequence[str] | None = None, title: str | None = None
+) -> Path:
     """A confusion matrix ``cm[true, predicted]`` with counts written in the cells (up to 20
     classes); the title gives the accuracy (trace / total) unless ``title`` is given."""
     m = _to_numpy(cm, "cm")
@@ -154,8 +161,11 @@ def plot_confusion(cm: Any, path: str | os.PathLike[str], *, class_names: Sequen
         raise ValueError(f"class_names has {len(names)} names for {k} classes")
     total = m.sum()
     if title is None:
-        title = (f"confusion matrix: accuracy {100 * np.trace(m) / total:.2f}% of {int(total)}"
-                 if total > 0 else "confusion matrix (no examples)")
+        title = (
+            f"confusion matrix: accuracy {100 * np.trace(m) / total:.2f}% of {int(total)}"
+            if total > 0
+            else "confusion matrix (no examples)"
+        )
     side = float(np.clip(0.5 * k + 2.5, 4.0, MAX_SIDE_IN))
     fig = Figure(figsize=(side + 1.0, side))
     ax = fig.add_subplot(1, 1, 1)
@@ -166,8 +176,15 @@ def plot_confusion(cm: Any, path: str | os.PathLike[str], *, class_names: Sequen
     if k <= 20:
         for (i, j), v in np.ndenumerate(m):
             if v:
-                ax.text(j, i, f"{v:g}", ha="center", va="center", fontsize=8 if k > 12 else 9,
-                        color="white" if frac[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{v:g}",
+                    ha="center",
+                    va="center",
+                    fontsize=8 if k > 12 else 9,
+                    color="white" if frac[i, j] > 0.5 else "black",
+                )
     ax.set_xticks(range(k), names if k <= 30 else None)
     ax.set_yticks(range(k), names if k <= 30 else None)
     ax.set_xlabel("predicted class")
@@ -177,8 +194,9 @@ def plot_confusion(cm: Any, path: str | os.PathLike[str], *, class_names: Sequen
     return _save(fig, path)
 
 
-def plot_histogram(values: Any, path: str | os.PathLike[str], xlabel: str, title: str, *,
-                   bins: int = 50, ylabel: str = "count") -> Path:
+def plot_histogram(
+    values: Any, path: str | os.PathLike[str], xlabel: str, title: str, *, bins: int = 50, ylabel: str = "count"
+) -> Path:
     """A histogram of ``values`` (e.g. the adaptive thresholds theta) with n, mean and range in a
     corner note. NaNs are left out and counted in the note."""
     v = _to_numpy(values, "values").ravel()
@@ -189,12 +207,21 @@ def plot_histogram(values: Any, path: str | os.PathLike[str], xlabel: str, title
     ax = fig.add_subplot(1, 1, 1)
     ax.hist(finite, bins=bins, color="#3b75af", edgecolor="white", linewidth=0.5)
     ax.axvline(finite.mean(), color="#c0392b", linewidth=1.2)
-    note = (f"n = {finite.size}\nmean = {finite.mean():.4g} (red line)\n"
-            f"min = {finite.min():.4g}\nmax = {finite.max():.4g}")
+    note = (
+        f"n = {finite.size}\nmean = {finite.mean():.4g} (red line)\nmin = {finite.min():.4g}\nmax = {finite.max():.4g}"
+    )
     if finite.size < v.size:
         note += f"\n{v.size - finite.size} non-finite left out"
-    ax.text(0.98, 0.97, note, transform=ax.transAxes, ha="right", va="top", fontsize=9,
-            bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8, "edgecolor": "#cccccc"})
+    ax.text(
+        0.98,
+        0.97,
+        note,
+        transform=ax.transAxes,
+        ha="right",
+        va="top",
+        fontsize=9,
+        bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8, "edgecolor": "#cccccc"},
+    )
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=11)
@@ -202,9 +229,15 @@ def plot_histogram(values: Any, path: str | os.PathLike[str], xlabel: str, title
     return _save(fig, path)
 
 
-def plot_curves(curves: Mapping[str, Sequence[float]], path: str | os.PathLike[str], xlabel: str,
-                ylabel: str, *, title: str | None = None,
-                x: Sequence[float] | Mapping[str, Sequence[float]] | None = None) -> Path:
+def plot_curves(
+    curves: Mapping[str, Sequence[float]],
+    path: str | os.PathLike[str],
+    xlabel: str,
+    ylabel: str,
+    *,
+    title: str | None = None,
+    x: Sequence[float] | Mapping[str, Sequence[float]] | None = None,
+) -> Path:
     """Line plot of named series (``{"train accuracy": [...], ...}``).
 
     ``x`` gives the horizontal positions, shared (one sequence) or per curve (a mapping); by default
@@ -223,8 +256,7 @@ def plot_curves(curves: Mapping[str, Sequence[float]], path: str | os.PathLike[s
         xs = np.arange(1, y.size + 1) if xs is None else _to_numpy(xs, f"x of '{name}'").ravel()
         if xs.size != y.size:
             raise ValueError(f"curve '{name}' has {y.size} values but {xs.size} x positions")
-        ax.plot(xs, y, label=str(name), marker="o" if y.size <= 30 else None, markersize=3.5,
-                linewidth=1.4)
+        ax.plot(xs, y, label=str(name), marker="o" if y.size <= 30 else None, markersize=3.5, linewidth=1.4)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
@@ -235,9 +267,16 @@ def plot_curves(curves: Mapping[str, Sequence[float]], path: str | os.PathLike[s
     return _save(fig, path)
 
 
-def plot_raster(steps: Any, neurons: Any, path: str | os.PathLike[str], *, dt_ms: float = 1.0,
-                n_neurons: int | None = None, title: str = "spike raster",
-                boundaries_ms: Sequence[float] = ()) -> Path:
+def plot_raster(
+    steps: Any,
+    neurons: Any,
+    path: str | os.PathLike[str],
+    *,
+    dt_ms: float = 1.0,
+    n_neurons: int | None = None,
+    title: str = "spike raster",
+    boundaries_ms: Sequence[float] = (),
+) -> Path:
     """A spike raster: one dot per spike at (time, neuron); optional vertical lines (e.g. where
     examples start)."""
     t = _to_numpy(steps, "steps").ravel() * dt_ms

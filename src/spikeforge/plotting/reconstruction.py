@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -14,13 +15,13 @@ from matplotlib.figure import Figure
 from ..io.checkpoint import atomic_write_bytes
 
 
-def plot_reconstructions(originals: Any, rows: Sequence[tuple[str, Any]],
-                         path: str | os.PathLike[str], *, title: str | None = None) -> Path:
+def plot_reconstructions(
+    originals: Any, rows: Sequence[tuple[str, Any]], path: str | os.PathLike[str], *, title: str | None = None
+) -> Path:
     """Draw ``originals`` ``[n, H, W]`` in the first row and each ``(label, images [n, H, W])`` of
     ``rows`` below it, all on the same grey scale (0 to the originals' maximum). Written atomically
     as a PNG."""
-    orig = np.asarray(originals.detach().cpu() if hasattr(originals, "detach") else originals,
-                      dtype=np.float64)
+    orig = np.asarray(originals.detach().cpu() if hasattr(originals, "detach") else originals, dtype=np.float64)
     if orig.ndim != 3:
         raise ValueError(f"originals must be [n, H, W], got shape {orig.shape}")
     all_rows = [("original", orig)]

@@ -24,7 +24,8 @@ name                      ``g(x) = dS/dx``                                  smoo
 from __future__ import annotations
 
 import math
-from typing import Callable, ClassVar
+from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 from pydantic import Field
@@ -104,8 +105,12 @@ class Triangle(Surrogate):
 SURROGATES: dict[str, type[Surrogate]] = {
     cls.name: cls for cls in (FastSigmoid, ArcTan, Sigmoid, StraightThrough, Triangle)
 }
-_ALIASES = {"atan": "arctan", "ste": "straight_through", "fast-sigmoid": "fast_sigmoid",
-            "straight-through": "straight_through"}
+_ALIASES = {
+    "atan": "arctan",
+    "ste": "straight_through",
+    "fast-sigmoid": "fast_sigmoid",
+    "straight-through": "straight_through",
+}
 
 
 def register_surrogate(cls: type[Surrogate]) -> type[Surrogate]:
@@ -128,8 +133,7 @@ def get_surrogate(name: str | Surrogate, slope: float | None = None) -> Surrogat
         return name if slope is None else name.replace(slope=slope)
     key = _ALIASES.get(str(name).lower(), str(name).lower())
     if key not in SURROGATES:
-        raise ConfigError(
-            f"unknown surrogate gradient '{name}' (known: {', '.join(sorted(SURROGATES))})")
+        raise ConfigError(f"unknown surrogate gradient '{name}' (known: {', '.join(sorted(SURROGATES))})")
     cls = SURROGATES[key]
     return cls.from_dict({} if slope is None else {"slope": slope})
 

@@ -55,8 +55,7 @@ class _BinaryMixin:
 class BinaryLinear(_BinaryMixin, nn.Linear):
     """``y = x @ sign(W).T + b`` with straight-through gradients to the latent ``W``."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True,
-                 clamp_weights: bool = False):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, clamp_weights: bool = False):
         self.clamp_weights = clamp_weights
         super().__init__(in_features, out_features, bias=bias)
 
@@ -76,8 +75,7 @@ class BinaryConv2d(_BinaryMixin, nn.Conv2d):
 
     def reset_parameters(self) -> None:
         k = self.kernel_size[0] * self.kernel_size[1]
-        _tha_init_(self.weight, self.bias, self.in_channels * k // self.groups,
-                   self.out_channels * k // self.groups)
+        _tha_init_(self.weight, self.bias, self.in_channels * k // self.groups, self.out_channels * k // self.groups)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(x, self.binary_weight(), self.bias)

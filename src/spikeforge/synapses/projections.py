@@ -18,8 +18,10 @@ import torch
 def dense(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """All-to-all: ``x @ W`` with ``W [n_pre, n_post]``."""
     if x.shape[-1] != weights.shape[0]:
-        raise ValueError(f"dense projection: input has {x.shape[-1]} units but the weights expect "
-                         f"{weights.shape[0]} (weights shape {tuple(weights.shape)})")
+        raise ValueError(
+            f"dense projection: input has {x.shape[-1]} units but the weights expect "
+            f"{weights.shape[0]} (weights shape {tuple(weights.shape)})"
+        )
     return x @ weights
 
 

@@ -52,8 +52,7 @@ def k_winners(candidates: torch.Tensor, drive: torch.Tensor, k: int) -> torch.Te
     n = candidates.shape[-1]
     if k >= n:
         return candidates.clone()
-    score = torch.where(candidates, drive.to(torch.float32),
-                        torch.full_like(drive, float("-inf"), dtype=torch.float32))
+    score = torch.where(candidates, drive.to(torch.float32), torch.full_like(drive, float("-inf"), dtype=torch.float32))
     top = score.topk(k, dim=-1).indices
     keep = torch.zeros_like(candidates)
     keep.scatter_(-1, top, True)
