@@ -41,7 +41,7 @@ def test_mnist_tiny_run_writes_results_plots_and_resumes(tmp_path, capsys):
     t = res["trials"][0]
     assert t["epochs_done"] == 1 and t["iterations"] == 2 and t["finished"]
     assert res["binarize"] is True and res["anneal"] is True
-    for f in ("loss.png", "accuracy.png", "thresholds.png", "last.safetensors", "best.json"):
+    for f in ("loss.png", "accuracy.png", "thresholds.png", "last.safetensors", "best.safetensors"):
         assert (out / "trial0" / f).is_file(), f
     # annealed thresholds after 2 steps follow the closed form and are in the checkpoint
     from spikeforge.experiments.tha import _load_ckpt

@@ -410,7 +410,7 @@ def run(
 ) -> dict[str, Any]:
     """Run the whole experiment in ``out``; returns the results (also in ``out/results.json``)."""
     from ..data.mnist import describe_source, load_dataset
-    from ..io.checkpoint import (
+    from ..io import (
         atomic_write_json,
         atomic_write_text,
         checkpoint_exists,

@@ -44,26 +44,26 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
 def _save_ckpt(path: Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    from ..io.checkpoint import save_checkpoint
+    from ..io import save_checkpoint
 
     save_checkpoint(path, tensors, meta)
 
 
 def _load_ckpt(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    from ..io.checkpoint import load_checkpoint
+    from ..io import load_checkpoint
 
     arrays, meta = load_checkpoint(path)
     return {k: torch.from_numpy(np.array(v)) for k, v in arrays.items()}, meta
 
 
 def _ckpt_exists(path: Path) -> bool:
-    from ..io.checkpoint import checkpoint_exists
+    from ..io import checkpoint_exists
 
     return checkpoint_exists(path)
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    from ..io.checkpoint import atomic_write_json
+    from ..io import atomic_write_json
 
     atomic_write_json(path, obj)
 

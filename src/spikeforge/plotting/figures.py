@@ -19,7 +19,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ..io.checkpoint import atomic_write_bytes
+from ..io.atomic import atomic_write_bytes
 
 #: Largest side of a figure, in inches; big grids get more dots per inch instead.
 MAX_SIDE_IN = 12.0
