@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import tomllib
+import types
+import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -159,9 +161,10 @@ def _params_class(annotation: Any) -> type | None:
     """The Params class of a field annotation (``X`` or ``X | None``), else None."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
-    for arg in getattr(annotation, "__args__", ()) or ():
-        if isinstance(arg, type) and issubclass(arg, BaseModel):
-            return arg
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):  # X | None
+        for arg in typing.get_args(annotation):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                return arg
     return None
 
 

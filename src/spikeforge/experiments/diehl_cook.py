@@ -32,7 +32,7 @@ from ..engines import example_key, make_engine
 from ..evaluation.labels import ClassResponses, accuracy, assign_labels, confusion_matrix, vote
 from ..models.diehl_cook import DiehlCookConfig, DiehlCookState, init_state
 from .diehl_cook_config import SPEC, DiehlCookExperimentConfig, RunParams, check_memory
-from .scaffold import RunDir, numpy_rng, resolve_config
+from .scaffold import InterruptedAtBoundary, RunDir, numpy_rng, resolve_config
 
 STAGE_TRAIN, STAGE_LABEL, STAGE_TEST = 0, 1, 2
 PROGRESS_FIELDS = ("epoch", "index", "examples_seen", "train_seconds", "attempts")
@@ -280,7 +280,7 @@ class Experiment:
                             since_ckpt = 0
                         stop.check()  # an interrupt lands here: between examples
                     progress.update(epoch=epoch + 1, index=0)
-            except KeyboardInterrupt:
+            except InterruptedAtBoundary:  # at an example boundary: the saved state is whole
                 save()
                 raise
         save()

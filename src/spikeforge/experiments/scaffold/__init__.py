@@ -73,6 +73,7 @@ from .cli import add_arguments, flag_values, nonneg_int, number, positive_int, s
 from .rundir import RunDir
 from .runtime import (
     DeferredInterrupts,
+    InterruptedAtBoundary,
     check_device,
     numpy_rng,
     progress_bar,
@@ -87,6 +88,7 @@ __all__ = [
     "DeferredInterrupts",
     "ExperimentSpec",
     "Flag",
+    "InterruptedAtBoundary",
     "RunDir",
     "add_arguments",
     "check_device",

@@ -19,12 +19,18 @@ import numpy as np
 from ...config import ConfigError
 
 
+class InterruptedAtBoundary(KeyboardInterrupt):
+    """A Ctrl-C or kill that :meth:`DeferredInterrupts.check` raised at a safe point: the state is
+    whole, so saving it is correct. (A plain :class:`KeyboardInterrupt` may come from anywhere.)"""
+
+
 class DeferredInterrupts:
     """Hold Ctrl-C (SIGINT) and ``kill`` (SIGTERM) until the loop reaches a safe point.
 
     Inside ``with DeferredInterrupts() as stop:``, a signal only sets a flag; the loop calls
-    ``stop.check()`` at every example boundary, which raises :class:`KeyboardInterrupt` there, so
-    whatever the loop saves on the way out is the state after a whole example, never half of one.
+    ``stop.check()`` at every example boundary, which raises :class:`InterruptedAtBoundary` (a
+    :class:`KeyboardInterrupt`) there; the loop saves on ``except InterruptedAtBoundary`` only, so
+    what it saves is the state after a whole example, never half of one.
     Outside the main thread (where Python cannot install handlers) it does nothing."""
 
     def __init__(self) -> None:
@@ -47,9 +53,9 @@ class DeferredInterrupts:
         return self
 
     def check(self) -> None:
-        """Raise :class:`KeyboardInterrupt` if a signal arrived since the loop started."""
+        """Raise :class:`InterruptedAtBoundary` if a signal arrived since the loop started."""
         if self.pending is not None:
-            raise KeyboardInterrupt
+            raise InterruptedAtBoundary
 
     def __exit__(self, *exc) -> None:
         for sig, old in self._old.items():
