@@ -315,17 +315,31 @@ def load_mnist(
     else:
         directory = Path(data_dir).expanduser()
         source = "given as data_dir / --data-dir"
+    if directory.exists() and not directory.is_dir():
+        raise DataError(
+            f"MNIST directory {directory} ({source}) is a file, not a directory: give the directory that holds "
+            "the four MNIST files (`spikeforge data download --dir DIR` makes one)"
+        )
     img_name, lbl_name = MNIST_FILES[split]
     img_path = find_mnist_file(directory, img_name)
     lbl_path = find_mnist_file(directory, lbl_name)
     missing = [n for n, p in ((img_name, img_path), (lbl_name, lbl_path)) if p is None]
     if missing:
         raise _missing_files_error(directory, missing, source)
+    # the headers' counts, before reading any payload: the two files must be one set (test labels
+    # given as training labels differ in count even when only the first ``limit`` are read)
+    counts = []
+    for path in (img_path, lbl_path):
+        with _open_decompressed(path) as fh:
+            _, dims = _parse_header(fh, path)
+        counts.append(dims[0] if dims else 0)
+    if counts[0] != counts[1]:
+        raise DataError(
+            f"{img_path} has {counts[0]} images but {lbl_path} has {counts[1]} labels; the two files come from "
+            f"different sets (e.g. test labels beside training images). {_fix_for(Path(img_path))}"
+        )
     if limit is not None:
-        # validate against the header count before reading the payload
-        with _open_decompressed(img_path) as fh:
-            _, dims = _parse_header(fh, img_path)
-        _check_limit(limit, dims[0] if dims else 0, split, str(img_path), "lower the limit")
+        _check_limit(limit, counts[0], split, str(img_path), "lower the limit")
     images = read_idx(img_path, limit=limit)
     labels = read_idx(lbl_path, limit=limit)
     _validate_pair(images, labels, img_path, lbl_path)
