@@ -148,14 +148,9 @@ def _subparsers(parser):
                 yield from ((f"{name} {n}", s) for n, s in _subparsers(sub))
 
 
-MIGRATED = ("diehl-cook", "event-stdp", "tha")
-
-
 def test_every_flag_has_help_and_shows_its_default():
     missing = []
     for name, sub in _subparsers(build_parser()):
-        if not name.startswith(MIGRATED):
-            continue
         for action in sub._actions:
             if not action.option_strings or action.option_strings[0] in ("-h", "--help"):
                 continue
