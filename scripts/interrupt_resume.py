@@ -93,10 +93,15 @@ def trial(
         proc.send_signal(sig)
     _, err = proc.communicate()
     code = proc.returncode
-    resumes = 1
-    again, again_err = _run_again(out, in_process)  # resume: training completes
-    if again != 0:
-        raise RuntimeError(f"resume failed ({again}): {again_err}")
+    resumes, codes = 0, []
+    while True:  # resume until training completes (a resume stopped by a signal is resumed again)
+        again, again_err = _run_again(out, in_process)
+        resumes += 1
+        codes.append(again)
+        if again == 0:
+            break
+        if again > 0 or resumes >= 5:
+            raise RuntimeError(f"resume failed ({codes}): {again_err}")
     leftovers = sorted(p.name for p in out.iterdir() if p.name.endswith(".tmp"))
     return {
         "signal": signal.Signals(sig).name,
@@ -104,6 +109,7 @@ def trial(
         "interrupted": interrupted,
         "exit_code": code,
         "resumes": resumes,
+        "resume_codes": codes,
         "final": _final(out),
         "tmp_files": leftovers,
         "stderr": err.decode(errors="replace")[-300:],
