@@ -82,73 +82,37 @@ def table(study, metric: str) -> tuple[str, str, list[dict[str, Any]]]:
 
 
 def figures(study, rs: list[dict[str, Any]], metric: str, out: Path) -> list[Path]:
-    import matplotlib
+    from ..plotting.sweep import plot_history, plot_importances, plot_metric_vs_param
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    paths: list[Path] = []
-    keys = sorted({k for r in rs for k in r["params"]})
+    name = study.study_name
     done = [r for r in rs if r["mean"] is not None]
-    for key in keys:
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        xs = [r["params"].get(key) for r in done]
-        numeric = all(isinstance(x, int | float) and not isinstance(x, bool) for x in xs)
-        cats = sorted({str(x) for x in xs}) if not numeric else None
-        for r in done:
-            x = r["params"].get(key)
-            xpos = cats.index(str(x)) if cats else x
-            seeds = list(r["values"].values())
-            ax.scatter([xpos] * len(seeds), seeds, s=12, color="0.6", zorder=2)
-            ax.errorbar([xpos], [r["mean"]], yerr=[r["std"] or 0.0], fmt="o", color="C0", capsize=3, zorder=3)
-        if cats:
-            ax.set_xticks(range(len(cats)), cats, rotation=30 if len(cats) > 4 else 0)
-        elif xs and min(xs) > 0 and max(xs) / min(xs) > 50:
-            ax.set_xscale("log")
-        ax.set_xlabel(key)
-        ax.set_ylabel(metric)
-        ax.set_title(
-            f"{study.study_name}: {metric} against {key}\n(mean ± std over seeds; grey: each seed)", fontsize=9
+    paths = [
+        plot_metric_vs_param(
+            done,
+            key,
+            metric,
+            f"{name}: {metric} against {key}\n(mean ± std over seeds; grey: each seed)",
+            out / f"{name}_{key.replace('.', '_')}.png",
         )
-        fig.tight_layout()
-        p = out / f"{study.study_name}_{key.replace('.', '_')}.png"
-        fig.savefig(p, dpi=120)
-        plt.close(fig)
-        paths.append(p)
-    # optimisation history
+        for key in sorted({k for r in rs for k in r["params"]})
+    ]
     finished = sorted(
         (t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"), key=lambda t: t.number
     )
     if finished:
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        nums, vals = [t.number for t in finished], [t.value for t in finished]
-        best, sign = [], 1 if study.direction.name == "MAXIMIZE" else -1
-        for v in vals:
-            best.append(v if not best else (max if sign > 0 else min)(best[-1], v))
-        ax.plot(nums, vals, "o", ms=4, label="trial")
-        ax.step(nums, best, where="post", color="C1", label="best so far")
-        ax.set_xlabel("trial")
-        ax.set_ylabel(metric)
-        ax.legend(fontsize=8)
-        ax.set_title(f"{study.study_name}: optimisation history", fontsize=9)
-        fig.tight_layout()
-        p = out / f"{study.study_name}_history.png"
-        fig.savefig(p, dpi=120)
-        plt.close(fig)
-        paths.append(p)
-    # importances
+        paths.append(
+            plot_history(
+                [t.number for t in finished],
+                [t.value for t in finished],
+                study.direction.name == "MAXIMIZE",
+                metric,
+                f"{name}: optimisation history",
+                out / f"{name}_history.png",
+            )
+        )
     imp = importances(study)
     if imp:
-        fig, ax = plt.subplots(figsize=(5, 0.5 + 0.4 * len(imp)))
-        names = list(imp)[::-1]
-        ax.barh(names, [imp[n] for n in names])
-        ax.set_xlabel("importance (fANOVA, normalised)")
-        ax.set_title(f"{study.study_name}: parameter importances", fontsize=9)
-        fig.tight_layout()
-        p = out / f"{study.study_name}_importance.png"
-        fig.savefig(p, dpi=120)
-        plt.close(fig)
-        paths.append(p)
+        paths.append(plot_importances(imp, f"{name}: parameter importances", out / f"{name}_importance.png"))
     return paths
 
 
