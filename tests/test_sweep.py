@@ -210,6 +210,9 @@ def test_random_sampler_needs_trials_and_study_identity_is_kept(tmp_path, capsys
     (tmp_path / "space.toml").write_text('[study]\nsampler = "random"\n[params]\nx = { low = 0.0, high = 2.0 }\n')
     assert main(_sweep_argv(tmp_path, "r", "--trials", "3")) == 2
     assert "exists with a different space" in capsys.readouterr().err
+    (tmp_path / "space.toml").write_text('[study]\nsampler = "random"\n[params]\nx = { low = 0.0, high = 1.0 }\n')
+    assert main(_sweep_argv(tmp_path, "r", "--trials", "3", "--", "--epochs", "2")) == 2  # other run arguments
+    assert "exists with a different arguments" in capsys.readouterr().err
 
 
 def test_report_of_unknown_study(tmp_path, capsys):

@@ -163,7 +163,7 @@ def _run(args) -> int:
         raise ConfigError(f"space file {args.space}: {target.name} refuses the swept settings: {problem}")
     storage = open_storage(url, heartbeat_s=args.heartbeat)
     study = open_study(
-        args.study, storage, space, target.name, direction, args.seeds, settings.metric, args.sampler_seed
+        args.study, storage, space, target.name, direction, args.seeds, settings.metric, args.sampler_seed, passthrough
     )
     if args.jobs > 1:  # the database and the study exist now, so the workers only join them
         return spawn_workers(_worker_argv(args), args.jobs)

@@ -191,6 +191,7 @@ def open_study(
     seeds: list[int] | None,
     metric: str,
     sampler_seed: int | None = None,
+    passthrough: list[str] | None = None,
 ):
     """Create the study, or load it when it exists and was made for the same experiment and space."""
     optuna = _optuna()
@@ -202,6 +203,7 @@ def open_study(
         },
         "sampler": space.sampler,
         "seeds": seeds,
+        "arguments": list(passthrough or []),
     }
     study = optuna.create_study(
         study_name=name,
