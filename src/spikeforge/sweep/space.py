@@ -10,7 +10,7 @@ A space file names the config keys to vary (the keys ``--set section.key=value``
 
     [params]
     "model.stdp.kind" = ["triplet", "postpre"]                      # a list of values
-    "run.neurons" = [100, 400]
+    "model.network.n_neurons" = [100, 400]
     "model.stdp.nu_post" = { low = 0.001, high = 0.02, step = 0.001 } # a range (ints when all bounds are)
     "model.exc.theta_plus_mv" = { low = 0.01, high = 0.1, log = true, num = 4 }  # a log range
 
