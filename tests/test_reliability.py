@@ -283,3 +283,11 @@ def test_weights_are_bit_identical_after_a_resumed_copy(run_dir, trained):
     a, _ = load_checkpoint(trained / "checkpoint")
     b, _ = load_checkpoint(run_dir / "checkpoint")
     assert np.array_equal(a["weights"], b["weights"])
+
+
+def test_temporary_files_of_a_killed_command_are_removed_by_the_next(run_dir):
+    (run_dir / ".checkpoint.safetensors.1a2b3c4d.tmp").write_bytes(b"half")
+    (run_dir / "sub").mkdir()
+    (run_dir / "sub" / ".last.safetensors.00ff00ff.tmp").write_bytes(b"half")
+    assert dc("test", "--out", str(run_dir), "--quiet", "--no-plot") == 0
+    assert not list(run_dir.rglob("*.tmp"))

@@ -103,7 +103,8 @@ class RunDir:
                 self._clear()
             else:
                 self.check(cfg)
-            remove_stale_temporaries(self.path)
+            for d in (self.path, *(p for p in self.path.iterdir() if p.is_dir())):
+                remove_stale_temporaries(d)  # left by a killed command (we hold the lock)
             self.cfg = cfg
         except BaseException:
             self.close()

@@ -92,7 +92,7 @@ def set_threads(threads: int | None) -> None:
     if "numba" in sys.modules:
         import numba
 
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
 
 
 def check_device(device: str | None) -> str | None:
