@@ -274,8 +274,13 @@ def test_run_prints_what_to_expect_and_the_files(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("SPIKEFORGE_DATA", raising=False)
     assert dc("run", "--out", str(tmp_path / "r"), "--no-plot", *TINY) == 0
     out = capsys.readouterr().out
-    assert "What to expect" in out and "66 %" in out and "README" in out
+    assert "What to expect" in out and "embedded MNIST subset" in out and "README" in out
     assert "files in" in out and "results.json" in out and "checkpoint.safetensors" in out
+    from spikeforge.cli.diehl_cook import expectation
+    from spikeforge.experiments.diehl_cook_config import SPEC
+
+    default = SPEC.default_config()
+    assert "about 64 %" in expectation(default.run, default.model.network.n_neurons)
 
 
 def test_weights_are_bit_identical_after_a_resumed_copy(run_dir, trained):
