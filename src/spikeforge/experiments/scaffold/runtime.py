@@ -40,7 +40,7 @@ class DeferredInterrupts:
     def _handler(self, signum, _frame) -> None:
         if self.pending is None:
             print(
-                "\nspikeforge: interrupt received; stopping after the current example (saving a checkpoint)",
+                "\nspikeforge: interrupt received; stopping after the current example or iteration, saving",
                 file=sys.stderr,
                 flush=True,
             )
