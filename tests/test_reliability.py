@@ -296,3 +296,10 @@ def test_temporary_files_of_a_killed_command_are_removed_by_the_next(run_dir):
     (run_dir / "sub" / ".last.safetensors.00ff00ff.tmp").write_bytes(b"half")
     assert dc("test", "--out", str(run_dir), "--quiet", "--no-plot") == 0
     assert not list(run_dir.rglob("*.tmp"))
+
+
+def test_a_run_saved_before_a_setting_existed_is_not_refused_for_it(run_dir):
+    record = json.loads((run_dir / "config.json").read_text())
+    del record["config"]["model"]["exc"]["clamp_ms"]  # as if the setting were added later
+    (run_dir / "config.json").write_text(json.dumps(record))
+    assert dc("test", "--out", str(run_dir), "--quiet", "--no-plot") == 0

@@ -154,7 +154,7 @@ class RunDir:
         saved = self._record.get("config")
         if saved is None:
             return
-        bad = [d for d in diff(saved, cfg.to_dict()) if not self.spec.is_continuable(d[0])]
+        bad = [d for d in diff(saved, cfg.to_dict(), only_common=True) if not self.spec.is_continuable(d[0])]
         if bad:
             lines = "; ".join(f"{k} is {a!r} in the saved run, {b!r} now" for k, a, b in bad)
             raise ConfigError(

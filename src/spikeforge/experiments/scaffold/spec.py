@@ -111,12 +111,14 @@ def resolve_config(
     return spec.schema.from_dict(data)
 
 
-def diff(a: Any, b: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
-    """``(dotted key, value in a, value in b)`` for every leaf that differs."""
+def diff(a: Any, b: Any, prefix: str = "", only_common: bool = False) -> list[tuple[str, Any, Any]]:
+    """``(dotted key, value in a, value in b)`` for every leaf that differs; with ``only_common``,
+    keys missing on one side are skipped (a run saved before a setting existed ran without it)."""
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
-        for k in sorted(set(a) | set(b), key=str):
-            out += diff(a.get(k), b.get(k), f"{prefix}{k}.")
+        keys = set(a) & set(b) if only_common else set(a) | set(b)
+        for k in sorted(keys, key=str):
+            out += diff(a.get(k), b.get(k), f"{prefix}{k}.", only_common)
         return out
     return [] if a == b else [(prefix[:-1], a, b)]
 
