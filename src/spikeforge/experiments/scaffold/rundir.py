@@ -42,6 +42,7 @@ class RunDir:
         self._record: dict[str, Any] = {}
         self._lock_fd: int | None = None
         self._recorded = False
+        self._loaded = False
         self._check_path()
 
     # ------------------------------------------------------------------ the directory
@@ -58,6 +59,7 @@ class RunDir:
     def saved(self) -> dict[str, Any] | None:
         """The config of the run this directory holds (None if it holds none)."""
         path = self.path / RECORD
+        self._loaded = True
         if not path.is_file():
             return None
         try:
@@ -102,6 +104,8 @@ class RunDir:
             if fresh:
                 self._clear()
             else:
+                if not self._loaded:
+                    self.saved()
                 self.check(cfg)
             for d in (self.path, *(p for p in self.path.iterdir() if p.is_dir())):
                 remove_stale_temporaries(d)  # left by a killed command (we hold the lock)

@@ -15,7 +15,6 @@ from ...config import (
     check_keys,
     check_path,
     deep_merge,
-    get_path,
     load_toml,
     parse_override,
     set_path,
@@ -123,10 +122,4 @@ def diff(a: Any, b: Any, prefix: str = "", only_common: bool = False) -> list[tu
     return [] if a == b else [(prefix[:-1], a, b)]
 
 
-def default_of(spec: ExperimentSpec, key: str, defaults: Mapping[str, Any] | None = None) -> Any:
-    """The default of a dotted key (packaged TOML, else the schema's)."""
-    data = defaults if defaults is not None else spec.default_config().to_dict()
-    return get_path(dict(data), key)
-
-
-__all__ = ["CONFIG_DIR", "ConfigError", "ExperimentSpec", "Flag", "default_of", "diff", "resolve_config", "user_config"]
+__all__ = ["CONFIG_DIR", "ConfigError", "ExperimentSpec", "Flag", "diff", "resolve_config", "user_config"]
