@@ -34,8 +34,8 @@ class RunParams(Params):
 class DiehlCookExperimentConfig(Params):
     """The whole config of ``spikeforge diehl-cook``: ``[run]`` and ``[model.*]``."""
 
-    run: RunParams = RunParams()
-    model: DiehlCookConfig = DiehlCookConfig()
+    run: RunParams = Field(default_factory=RunParams)
+    model: DiehlCookConfig = Field(default_factory=DiehlCookConfig)
 
     @model_validator(mode="after")
     def _check(self) -> DiehlCookExperimentConfig:
