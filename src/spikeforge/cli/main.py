@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "spikeforge.cli.tha",
     "spikeforge.cli.event_stdp",
     "spikeforge.cli.sweep",
+    "spikeforge.cli.export",
 )
 
 
