@@ -101,8 +101,8 @@ def _tha_zero_reset_reference(net, x):
     return leaky_multistep(c3, net.lif3.beta, net.lif3.threshold, reset="zero")[0]
 
 
-@pytest.mark.parametrize("convention", ["snntorch", "unit"])
-def test_tha_net_refused_then_approximated_with_bn_folded(convention):
+@pytest.mark.parametrize("convention,pooling", [("snntorch", "avg"), ("unit", "avg"), ("unit", "sum")])
+def test_tha_net_refused_then_approximated_with_bn_folded(convention, pooling):
     net = _small_tha()
     with pytest.raises(NIRError, match=r"node 'lif1' \(Leaky, reset by subtraction\)"):
         to_nir(net)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..interchange.nir import APPROXIMATIONS, DEFAULT_DT_S, R_CONVENTIONS
+from ..interchange.nir import APPROXIMATIONS, DEFAULT_DT_S, POOLINGS, R_CONVENTIONS
 
 
 def add_parser(subparsers) -> None:
@@ -36,6 +36,12 @@ def add_parser(subparsers) -> None:
         default="snntorch",
         help="snntorch: r = tau/dt (default); unit: r = 1, tau/dt folded into the weights (for Norse, which ignores r)",
     )
+    n.add_argument(
+        "--pooling",
+        choices=POOLINGS,
+        default="avg",
+        help="avg: NIR AvgPool2d (default; snnTorch); sum: SumPool2d with 1/area in the convolution (for Norse)",
+    )
     n.set_defaults(func=_nir)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
@@ -45,10 +51,10 @@ def _nir(args) -> int:
     from ..interchange.sources import load_model
 
     net, where = load_model(args.source)
-    graph = to_nir(net, dt=args.dt, approximate=args.approximate, r_convention=args.r_convention)
+    graph = to_nir(net, dt=args.dt, approximate=args.approximate, r_convention=args.r_convention, pooling=args.pooling)
     write_nir(graph, args.out)
     nodes = ", ".join(f"{k}:{type(v).__name__}" for k, v in graph.nodes.items())
-    print(f"wrote {args.out} from {where} (dt {args.dt:g} s; r convention {args.r_convention})")
+    print(f"wrote {args.out} from {where} (dt {args.dt:g} s; r {args.r_convention}; pooling {args.pooling})")
     print(f"  nodes: {nodes}")
     print(f"  approximations: {graph.metadata['approximations']}")
     return 0

@@ -17,6 +17,10 @@ Two equivalent ways to write the gain (``r_convention``):
   bias of the affine/convolution that feeds the neuron (through any average pooling between them).
   Norse 1.1's importer ignores ``r`` (it warns and uses 1), so graphs meant for Norse need this.
 
+Average pooling (``pooling``): ``"avg"`` (default) writes NIR ``AvgPool2d`` (read by snnTorch);
+``"sum"`` writes ``SumPool2d`` with the ``1/area`` multiplied into the preceding convolution, the same
+map, for Norse 1.1, which reads SumPool2d but not AvgPool2d (it silently drops the node).
+
 ``dt`` (seconds; default ``1e-4``, snnTorch's hard-coded value, so snnTorch's importer recovers beta
 exactly) is stored in the graph's metadata (``dt_s``) with the mapping, and ``beta = 1`` (no leak) is
 exported as NIR ``IF``. Both conventions describe the same dynamics; with ``beta = 0.99`` and
@@ -57,6 +61,7 @@ APPROXIMATIONS = {
     "so the spike trains change",
 }
 R_CONVENTIONS = ("snntorch", "unit")
+POOLINGS = ("avg", "sum")
 SUPPORTED_NIR_MAJOR = 1
 
 _REFUSED = {
@@ -139,34 +144,38 @@ def _refuse(name: str, m: nn.Module) -> NIRError:
 
 # -- the export ----------------------------------------------------------------------------------
 class _Builder:
-    def __init__(self, nir, shape: tuple[int, ...], dt: float, approximate: set[str], r_convention: str):
+    def __init__(self, nir, shape: tuple[int, ...], dt: float, approximate: set[str], r_convention: str, pooling: str):
         self.nir, self.shape, self.dt = nir, tuple(int(s) for s in shape), dt
-        self.approximate, self.r_convention = approximate, r_convention
+        self.approximate, self.r_convention, self.pooling = approximate, r_convention, pooling
         self.nodes: list[tuple[str, Any]] = []  # (name, nir node)
         self.notes: dict[str, str] = {}
 
-    def _last_affine(self, name: str, what: str) -> tuple[int, Any]:
-        """Index of the last Affine/Linear/Conv2d node, reachable back through average pools only."""
+    def _last_affine(self, name: str, what: str) -> tuple[int, Any, float]:
+        """Index of the last Affine/Linear/Conv2d node, reachable back through unpadded pools only,
+        and the product of the kernel areas of the sum pools passed (a shift there is multiplied by it)."""
+        area = 1.0
         for i in range(len(self.nodes) - 1, -1, -1):
             node = self.nodes[i][1]
             if isinstance(node, (self.nir.Affine, self.nir.Linear, self.nir.Conv2d)):
-                return i, node
-            if not (isinstance(node, self.nir.AvgPool2d) and not np.any(node.padding)):
+                return i, node, area
+            if not (isinstance(node, (self.nir.AvgPool2d, self.nir.SumPool2d)) and not np.any(node.padding)):
                 break
+            if isinstance(node, self.nir.SumPool2d):
+                area *= float(np.prod(node.kernel_size))
         raise NIRError(
             f"cannot fold {what} of node {name!r} into a preceding Linear/Conv2d: "
-            "it must follow one (optionally through unpadded average pooling)"
+            "it must follow one (optionally through unpadded pooling)"
         )
 
     def _scale_affine(self, name: str, what: str, scale: np.ndarray, shift: np.ndarray | None = None) -> None:
         """Multiply the outputs of the preceding affine node by ``scale`` (per channel) and add ``shift``."""
-        i, node = self._last_affine(name, what)
+        i, node, area = self._last_affine(name, what)
         key = self.nodes[i][0]
         nir = self.nir
         scale = np.broadcast_to(np.asarray(scale, np.float64), (node.weight.shape[0],))
         w = node.weight.astype(np.float64) * scale.reshape(-1, *([1] * (node.weight.ndim - 1)))
         b = np.zeros(node.weight.shape[0]) if isinstance(node, nir.Linear) else node.bias.astype(np.float64)
-        b = b * scale + (0.0 if shift is None else shift)
+        b = b * scale + (0.0 if shift is None else shift / area)
         w, b = w.astype(np.float32), b.astype(np.float32)
         if isinstance(node, nir.Conv2d):
             new = nir.Conv2d(node.input_shape, w, node.stride, node.padding, node.dilation, node.groups, b)
@@ -206,7 +215,14 @@ class _Builder:
                     "count have no NIR form"
                 )
             stride = m.stride if m.stride is not None else m.kernel_size
-            node = nir.AvgPool2d(_pair(m.kernel_size), _pair(stride), _pair(m.padding))
+            k = _pair(m.kernel_size)
+            if self.pooling == "sum":  # the same map: 1/area into the weights before, then a sum
+                if np.any(_pair(m.padding)):
+                    raise NIRError(f"node {name!r} (AvgPool2d with padding): pooling 'sum' needs unpadded pooling")
+                self._scale_affine(name, "the 1/area of average pooling (pooling 'sum')", 1.0 / float(np.prod(k)))
+                node = nir.SumPool2d(k, _pair(stride), _pair(m.padding))
+            else:
+                node = nir.AvgPool2d(k, _pair(stride), _pair(m.padding))
             with torch.no_grad():
                 self.shape = tuple(m(torch.zeros(1, *self.shape)).shape[1:])
         elif isinstance(m, nn.Flatten):
@@ -285,12 +301,14 @@ def to_nir(
     dt: float = DEFAULT_DT_S,
     approximate: Iterable[str] = (),
     r_convention: str = "snntorch",
+    pooling: str = "avg",
 ):
     """The NIR graph (``nir.NIRGraph``) of ``model``: a chain ``input -> ... -> output``.
 
     ``input_shape``: the input of one time step without batch, e.g. ``(1, 28, 28)`` or ``(20,)``
     (taken from the model for THAMnistNet / SpikeTimingNet). ``dt``: seconds per step (metadata and
-    ``tau``). ``approximate``: names in :data:`APPROXIMATIONS` to allow. ``r_convention``: see the module doc.
+    ``tau``). ``approximate``: names in :data:`APPROXIMATIONS` to allow. ``r_convention``, ``pooling``:
+    see the module doc.
     Raises :class:`NIRError` naming the node and the reason when NIR cannot express the model."""
     nir = _nir()
     approx = set(approximate)
@@ -298,13 +316,15 @@ def to_nir(
         raise NIRError(f"unknown approximation(s) {sorted(bad)}; known: {sorted(APPROXIMATIONS)}")
     if r_convention not in R_CONVENTIONS:
         raise NIRError(f"r_convention must be one of {R_CONVENTIONS}, got {r_convention!r}")
+    if pooling not in POOLINGS:
+        raise NIRError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     if not dt > 0:
         raise NIRError(f"dt must be > 0 seconds, got {dt}")
     layers, shape = _layers(model)
     shape = tuple(input_shape) if input_shape is not None else shape
     if shape is None:
         raise NIRError(f"give input_shape (one time step, no batch) to export a {type(model).__name__}")
-    b = _Builder(nir, shape, float(dt), approx, r_convention)
+    b = _Builder(nir, shape, float(dt), approx, r_convention, pooling)
     with torch.no_grad():
         for name, m in layers:
             b.add(name, m)
@@ -317,6 +337,7 @@ def to_nir(
         "time_mapping": "tau = dt_s / (1 - beta); r = tau / dt_s (r_convention snntorch) or r = 1 with tau/dt_s in the "
         "weights (unit); beta = 1 - dt_s / tau",
         "r_convention": r_convention,
+        "pooling": pooling,
         "approximations": "; ".join(f"{n}: {v}" for n, v in b.notes.items()) or "none",
         "input_encoding": "the input of every time step is given to the input node",
     }
