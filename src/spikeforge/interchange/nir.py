@@ -219,7 +219,7 @@ class _Builder:
             if self.pooling == "sum":  # the same map: 1/area into the weights before, then a sum
                 if np.any(_pair(m.padding)):
                     raise NIRError(f"node {name!r} (AvgPool2d with padding): pooling 'sum' needs unpadded pooling")
-                self._scale_affine(name, "the 1/area of average pooling (pooling 'sum')", 1.0 / float(np.prod(k)))
+                self._scale_affine(name, "the 1/area of average pooling (pooling 'sum')", np.array(1.0 / np.prod(k)))
                 node = nir.SumPool2d(k, _pair(stride), _pair(m.padding))
             else:
                 node = nir.AvgPool2d(k, _pair(stride), _pair(m.padding))

@@ -40,6 +40,12 @@ def _t(a) -> torch.Tensor:
     return torch.as_tensor(np.asarray(a, dtype=np.float32))
 
 
+def _two(a) -> tuple[int, int]:
+    """A NIR int-or-pair field as a pair of ints."""
+    v = np.broadcast_to(np.asarray(a, dtype=np.int64), (2,))
+    return int(v[0]), int(v[1])
+
+
 class _Stateless(nn.Module):
     """Applies ``fn`` to ``[B, T, *shape]`` with time folded into the batch."""
 
@@ -92,6 +98,10 @@ class NIRLeaky(nn.Module):
         self.register_buffer("threshold", threshold)
         self.register_buffer("gain", gain)
 
+    beta: torch.Tensor
+    threshold: torch.Tensor
+    gain: torch.Tensor
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, *shape]
         s, _ = leaky_multistep(x * self.gain, self.beta, self.threshold, reset="zero", time_dim=1)
         return s
@@ -124,28 +134,25 @@ def _module(nir, key: str, node, dt: float) -> nn.Module | None:
                 lin.bias.copy_(_t(node.bias))
         return _Stateless(lin)
     if isinstance(node, nir.Conv2d):
-        if isinstance(node.padding, str):
-            pad = node.padding
-        else:
-            pad = tuple(int(p) for p in np.broadcast_to(node.padding, (2,)))
+        pad: str | tuple[int, int] = node.padding if isinstance(node.padding, str) else _two(node.padding)
         w = _t(node.weight)
         conv = nn.Conv2d(
             w.shape[1] * node.groups,
             w.shape[0],
-            tuple(w.shape[2:]),
-            stride=tuple(int(s) for s in np.broadcast_to(node.stride, (2,))),
+            (int(w.shape[2]), int(w.shape[3])),
+            stride=_two(node.stride),
             padding=pad,
-            dilation=tuple(int(d) for d in np.broadcast_to(node.dilation, (2,))),
+            dilation=_two(node.dilation),
             groups=int(node.groups),
+            bias=True,
         )
         with torch.no_grad():
             conv.weight.copy_(w)
+            assert conv.bias is not None
             conv.bias.copy_(_t(node.bias) if node.bias is not None else torch.zeros(w.shape[0]))
         return _Stateless(conv)
     if isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
-        k, s, p = (
-            tuple(int(v) for v in np.broadcast_to(a, (2,))) for a in (node.kernel_size, node.stride, node.padding)
-        )
+        k, s, p = _two(node.kernel_size), _two(node.stride), _two(node.padding)
         pool = nn.AvgPool2d(k, s, p) if isinstance(node, nir.AvgPool2d) else _SumPool(k, s, p)
         return _Stateless(pool)
     if isinstance(node, nir.Flatten):
