@@ -149,6 +149,7 @@ class _Builder:
         self.approximate, self.r_convention, self.pooling = approximate, r_convention, pooling
         self.nodes: list[tuple[str, Any]] = []  # (name, nir node)
         self.notes: dict[str, str] = {}
+        self.refused: list[str] = []  # neurons NIR cannot express (reported together)
 
     def _last_affine(self, name: str, what: str) -> tuple[int, Any, float]:
         """Index of the last Affine/Linear/Conv2d node, reachable back through unpadded pools only,
@@ -254,11 +255,7 @@ class _Builder:
         if reset != "zero":
             what = "reset by subtraction" if reset == "subtract" else "no reset"
             if "reset-to-zero" not in self.approximate:
-                raise NIRError(
-                    f"cannot export node {name!r} (Leaky, {what}) to NIR exactly: NIR's LIF has only a hard reset "
-                    f"(v <- v_reset); export with approximate=('reset-to-zero',) (CLI: --approximate reset-to-zero) "
-                    "to reset to zero instead, which changes the spike trains"
-                )
+                self.refused.append(f"node {name!r} (Leaky, {what})")
             self.notes[name] = f"{what} approximated by reset to zero"
         shape = self.shape
         beta = np.broadcast_to(_np(m.beta.clamp(0.0, 1.0)), shape).astype(np.float64)
@@ -328,6 +325,12 @@ def to_nir(
     with torch.no_grad():
         for name, m in layers:
             b.add(name, m)
+    if b.refused:
+        raise NIRError(
+            f"cannot export {', '.join(b.refused)} to NIR exactly: NIR's LIF has only a hard reset (v <- v_reset), "
+            "no reset by subtraction; export with approximate=('reset-to-zero',) (CLI: --approximate reset-to-zero) "
+            "to reset to zero instead, which changes the spike trains"
+        )
     if not b.nodes:
         raise NIRError("the model has no layer to export")
     metadata = {
