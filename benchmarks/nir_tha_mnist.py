@@ -3,7 +3,7 @@ reset-to-zero approximation is exported, loaded by spikeforge, snnTorch and Nors
 spike counts are compared on the first N test images; accuracy of the exact network (spikeforge,
 subtractive reset) and of the approximation, on the test images of the run's config.
 
-    python benchmarks/nir_tha_mnist.py RUN_OR_CHECKPOINT [--compare 100] [--accuracy-limit 1000]
+    python benchmarks/nir_tha_mnist.py RUN_OR_CHECKPOINT [--compare 100] [--accuracy-limit N] [--data-dir DIR]
 
 Prints one JSON record (written to --json too, if given).
 """
@@ -72,6 +72,7 @@ def main(argv=None) -> int:
     ap.add_argument("source", help="`spikeforge tha mnist` run directory or checkpoint prefix")
     ap.add_argument("--compare", type=int, default=100, help="test images for the spike-count comparison")
     ap.add_argument("--accuracy-limit", type=int, default=None, help="test images for the accuracies (default: config)")
+    ap.add_argument("--data-dir", default=None, help="MNIST IDX directory (default: the run's config)")
     ap.add_argument("--batch", type=int, default=50)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default=None, help="also write the record here")
@@ -87,8 +88,10 @@ def main(argv=None) -> int:
 
     net, where = load_model(a.source)
     cfg = MnistConfig.from_dict(load_tensors(resolve_checkpoint(a.source))[1]["config"])
+    if a.data_dir is not None:
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"data_dir": a.data_dir})})
     T = net.params.num_steps
-    rec: dict = {"checkpoint": where, "num_steps": T}
+    rec: dict = {"checkpoint": where, "num_steps": T, "data_dir": cfg.data.data_dir or "embedded subset"}
     try:
         to_nir(net)
         rec["exact_export"] = "accepted"

@@ -172,3 +172,19 @@ def test_cli_export_refuses_then_writes(tmp_path, capsys):
     g = read_nir(out)
     assert g.metadata["model"] == "THAMnistNet" and "lif3" in g.metadata["approximations"]
     assert main(["export", "nir", str(tmp_path / "nothing"), str(out)]) == 2
+
+
+def test_spike_timing_net_exact_with_reset_to_zero():
+    from spikeforge.models.tha_nets import SpikeTimingNet
+
+    torch.manual_seed(2)
+    net = SpikeTimingNet(num_inputs=12, num_hidden=30, num_outputs=3, binarize=True, beta=0.7, threshold=1.5)
+    with pytest.raises(NIRError, match=r"node 'lif1' \(Leaky, reset by subtraction\), node 'lif2'"):
+        to_nir(net)
+    for lif in net.lif_layers:  # the same network with reset to zero: NIR expresses it exactly
+        lif.params = lif.params.replace(reset="zero")
+    x = _spikes((2, 50, 12), p=0.4, seed=3)
+    with torch.no_grad():
+        _, ref, _ = net(x)
+        got = from_nir(to_nir(net))(x)
+    assert ref.sum() > 5 and torch.equal(got, ref)
