@@ -6,6 +6,7 @@ import argparse
 import json
 
 from ..config import ConfigError
+from ..plasticity import rule_names
 from .argtypes import nonneg_int as _nonneg_int
 from .argtypes import positive_int as _positive_int
 
@@ -32,8 +33,8 @@ def _common(p: argparse.ArgumentParser, stages: set[str]) -> None:
     p.add_argument("--batch-size", type=_positive_int, help="torch engine: examples per batch")
     p.add_argument(
         "--rule",
-        choices=("triplet", "postpre", "exponential", "presynaptic"),
-        help="STDP rule of the paper (default triplet, the released code's rule)",
+        choices=rule_names(),
+        help="STDP rule, from the registry in plasticity/stdp_registry.py (default triplet, the released code's rule)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     # every stage accepts every flag, so one command line can be reused for run/train/assign/test
