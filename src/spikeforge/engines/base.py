@@ -22,6 +22,7 @@ no engine.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
@@ -84,26 +85,27 @@ def check_images(images, keys, n_input: int) -> tuple[np.ndarray, list[int]]:
     ``images``: ``[B, n_input]`` or ``[B, h, w]`` with ``h * w = n_input``, finite, non-negative (pixel
     intensities, 0-255 in MNIST); ``keys``: one integer per image (:func:`example_key`)."""
     arr = np.asarray(images)
-    if arr.dtype.kind not in "biuf":
+    kind = arr.dtype.kind
+    if kind not in "biuf":
         raise ValueError(f"images must be numbers (pixel intensities), got dtype {arr.dtype}")
-    keys = [int(k) for k in np.asarray(keys, dtype=np.int64).reshape(-1)] if np.size(keys) else []
+    keys = [int(k) for k in (keys.reshape(-1).tolist() if isinstance(keys, np.ndarray) else keys)]
     if arr.ndim < 1 or arr.shape[0] != len(keys):
         raise ValueError(
             f"present() got {arr.shape[0] if arr.ndim else 0} images but {len(keys)} keys: give one key "
             f"per image (spikeforge.engines.example_key)"
         )
-    per = int(np.prod(arr.shape[1:])) if arr.ndim > 1 else 0
+    per = math.prod(arr.shape[1:]) if arr.ndim > 1 else 0
     if per != n_input:
         raise ValueError(
             f"images of shape {arr.shape} have {per} pixels each but the network has network.n_input = "
             f"{n_input} inputs: pass [batch, {n_input}] (or [batch, h, w] with h * w = {n_input})"
         )
     arr = arr.reshape(len(keys), n_input).astype(np.float64)
-    if not np.all(np.isfinite(arr)):
+    if kind == "f" and not np.isfinite(arr).all():
         raise ValueError("images contain NaN or inf: pixel intensities must be finite")
-    if arr.size and arr.min() < 0:
+    if kind in "if" and arr.size and arr.min() < 0:
         raise ValueError(f"images contain negative pixels (minimum {arr.min():g}): intensities must be >= 0")
-    return np.ascontiguousarray(arr), keys
+    return arr, keys
 
 
 def check_events(ptr, idx, n_input: int) -> tuple[np.ndarray, np.ndarray]:
@@ -125,34 +127,37 @@ def present_protocol(
     pixels: np.ndarray,
     keys: Sequence[int],
     learning: bool,
-    run_attempt: Callable[[np.ndarray, np.ndarray, int], np.ndarray],
+    run_attempt: Callable[[np.ndarray, list[bool], int], np.ndarray],
 ) -> tuple[np.ndarray, np.ndarray]:
     """The Diehl & Cook presentation protocol for a batch ``pixels [B, n_input]`` (float64).
 
     For each attempt: normalise the weights (learning only), run ``run_attempt(rates_hz [B, n_in],
-    pending [B] bool, attempt)`` (input for ``example_ms``; it returns the counts ``[B, N]``), rest,
+    pending [B], attempt)`` (input for ``example_ms``; it returns the counts ``[B, N]``), rest,
     and retry the examples with fewer than ``min_spikes`` spikes at ``intensity + intensity_step``,
     up to ``max_retries`` times (in test mode only when ``retry_in_test``). The rates of examples no
-    longer pending are 0.
+    longer pending are 0. (Per-example bookkeeping in plain Python: the batch is small, often 1.)
     """
     proto = engine.cfg.protocol
     b = len(keys)
     counts = np.zeros((b, engine.cfg.network.n_neurons), np.int64)
     attempts = np.zeros(b, np.int64)
-    pending = np.ones(b, bool)
-    intensity = np.full(b, proto.input_intensity)
+    pending = [True] * b
+    intensity = [proto.input_intensity] * b
     for attempt in range(proto.max_retries + 1):
         if learning:
             engine.normalize()
-        rates = pixels * (proto.rate_hz_per_level * intensity)[:, None] * pending[:, None]
-        c = run_attempt(rates, pending, attempt)
+        scale = np.array([proto.rate_hz_per_level * x if p else 0.0 for x, p in zip(intensity, pending)])
+        c = run_attempt(pixels * scale[:, None], pending, attempt)
         engine.rest(learning)
-        counts[pending] = c[pending]
-        attempts += pending
+        totals = c.sum(1).tolist()
+        for k in range(b):
+            if pending[k]:
+                counts[k] = c[k]
+                attempts[k] += 1
         if not learning and not proto.retry_in_test:
             break
-        pending = pending & (c.sum(1) < proto.min_spikes)
-        if not pending.any():
+        pending = [p and t < proto.min_spikes for p, t in zip(pending, totals)]
+        if not any(pending):
             break
-        intensity = intensity + proto.intensity_step * pending
+        intensity = [x + proto.intensity_step if p else x for x, p in zip(intensity, pending)]
     return counts, attempts
