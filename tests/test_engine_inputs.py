@@ -66,3 +66,14 @@ def test_non_finite_weights_or_bad_delays_are_refused(name):
     d[0, 0] = 10_000
     with pytest.raises(ConfigError, match="delays must be integers"):
         make_engine(name, CFG, DiehlCookState(STATE.weights, STATE.theta, d))
+
+
+def test_both_engines_implement_the_contract(engine):
+    from spikeforge.engines import DCEngine
+
+    assert isinstance(engine, DCEngine)
+    assert engine.dynamic_state() is not None and engine.t == 0
+    engine.start_recording(10)
+    engine.present(np.full((1, 784), 200.0), learning=False, keys=KEYS[:1])
+    steps, neurons = engine.stop_recording()
+    assert len(steps) == len(neurons) <= 10
