@@ -150,7 +150,7 @@ def _subparsers(parser):
 
 
 #: the commands built on the experiment scaffold, and the data command
-CHECKED = ("diehl-cook", "tha", "event-stdp", "data", "olfaction")
+CHECKED = ("diehl-cook", "tha", "event-stdp", "data", "olfaction", "sweep")
 
 
 def test_every_flag_has_help_and_shows_its_default():

@@ -4,16 +4,29 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 
 from ..experiments.diehl_cook_config import FLAGS, SPEC
 from ..experiments.scaffold import Flag, add_arguments, start
+from ..plasticity import rule_names
+
+
+class _RegisteredRules(Sequence):
+    """The registry's rule names, read when used (a rule registered after import is a choice too)."""
+
+    def __getitem__(self, i):
+        return rule_names()[i]
+
+    def __len__(self) -> int:
+        return len(rule_names())
+
 
 RULE = Flag(
     "--rule",
     "model.stdp.kind",
     str,
-    "STDP rule of the paper (triplet: the released code's rule)",
-    choices=("triplet", "postpre", "exponential", "presynaptic"),
+    "STDP rule, from the registry (plasticity/stdp_registry.py; triplet: the released code's rule)",
+    choices=_RegisteredRules(),
 )
 ALL_FLAGS = (*FLAGS, RULE)
 
