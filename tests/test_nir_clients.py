@@ -30,7 +30,8 @@ def _snntorch():
 def _norse():
     pytest.importorskip(
         "norse.torch",
-        reason="Norse is not in the test extra (it requires torchvision, which would replace the pinned torch); "
+        reason="Norse is not in the test extra (it requires torchvision, and pip then resolves torch's CUDA "
+        "packages too); "
         "install it with: pip install --no-deps norse",
     )
     import norse.torch
@@ -102,21 +103,34 @@ def test_spikeforge_export_runs_in_snntorch(tmp_path, convention):
     assert torch.equal(got, ref)
 
 
-def test_spikeforge_conv_export_runs_in_snntorch_and_norse(tmp_path):
-    snn = _snntorch()
+def _conv_case():
     net = _conv()
     x = _spikes((2, 25, 2, 8, 8), seed=2)
     with torch.no_grad():
         ref = _conv_reference(net, x)
     assert ref.sum() > 5
-    write_nir(to_nir(net, (2, 8, 8), r_convention="unit"), tmp_path / "c.nir")
-    # both importers map NIR's Flatten(start_dim=0) (dims without batch) to torch's Flatten(0), which
-    # also flattens the batch: feed one sample at a time
+    return net, x, ref
+
+
+# both importers map NIR's Flatten(start_dim=0) (dims without batch) to torch's Flatten(0), which also
+# flattens the batch: the conv networks are fed one sample at a time
+
+
+def test_spikeforge_conv_export_runs_in_snntorch(tmp_path):
+    snn = _snntorch()
+    net, x, ref = _conv_case()
+    write_nir(to_nir(net, (2, 8, 8)), tmp_path / "c.nir")
     m = snn.import_nir.import_from_nir(read_nir(tmp_path / "c.nir"))
     got = torch.cat([_run_snntorch(m, x[b : b + 1]) for b in range(x.shape[0])])
     assert torch.equal(got, ref)
-    nt = _norse()  # Norse 1.1 reads SumPool2d, not AvgPool2d
-    m = nt.from_nir(to_nir(net, (2, 8, 8), r_convention="unit", pooling="sum"), dt=1e-4)
+
+
+def test_spikeforge_conv_export_runs_in_norse(tmp_path):
+    nt = _norse()
+    net, x, ref = _conv_case()
+    # Norse 1.1 ignores r and reads SumPool2d, not AvgPool2d
+    write_nir(to_nir(net, (2, 8, 8), r_convention="unit", pooling="sum"), tmp_path / "c.nir")
+    m = nt.from_nir(read_nir(tmp_path / "c.nir"), dt=1e-4)
     got = torch.cat([_run_norse(m, x[b : b + 1]) for b in range(x.shape[0])])
     assert torch.equal(got, ref)
 
