@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..interchange.nir import APPROXIMATIONS, DEFAULT_DT_S, POOLINGS, R_CONVENTIONS
+from ..interchange.nir_names import APPROXIMATIONS, DEFAULT_DT_S, POOLINGS, R_CONVENTIONS
 
 
 def add_parser(subparsers) -> None:

@@ -52,17 +52,20 @@ from .. import __version__
 from ..config import ConfigError
 from ..neurons.leaky import Leaky
 from ..synapses.binarized import BinaryConv2d, BinaryLinear
+from .nir_names import APPROXIMATIONS, DEFAULT_DT_S, POOLINGS, R_CONVENTIONS, SUPPORTED_NIR_MAJOR
 
-DEFAULT_DT_S = 1e-4
-"""Time step in seconds given to NIR's continuous time constants (snnTorch's exporter/importer use 1e-4)."""
-APPROXIMATIONS = {
-    "reset-to-zero": "neurons with reset by subtraction (or no reset) are exported with reset to zero "
-    "(NIR LIF has only a hard reset): the membrane drops to 0 after a spike instead of by theta, "
-    "so the spike trains change",
-}
-R_CONVENTIONS = ("snntorch", "unit")
-POOLINGS = ("avg", "sum")
-SUPPORTED_NIR_MAJOR = 1
+__all__ = [
+    "APPROXIMATIONS",
+    "DEFAULT_DT_S",
+    "POOLINGS",
+    "R_CONVENTIONS",
+    "NIRError",
+    "from_nir",
+    "read_nir",
+    "to_nir",
+    "write_nir",
+]
+
 
 _REFUSED = {
     "ConductanceLIF": "conductance-based synapses (input scaled by E_rev - v) have no NIR node; "
