@@ -75,7 +75,7 @@ def _mnist(args) -> int:
         args.init_from = str(Path(args.init_from).resolve())
     if distributed.in_worker():  # started by torchrun (or by --nproc-per-node below)
         return distributed.run_worker(args, _start_mnist, _report_mnist)
-    if args.nproc_per_node is not None:
+    if args.nproc_per_node is not None and not args.show_config:
         return distributed.launch(args, args.nproc_per_node, _start_mnist, _report_mnist, _batch_size)
     rd = _start_mnist(args)
     if rd is None:

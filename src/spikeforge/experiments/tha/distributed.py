@@ -203,6 +203,11 @@ class _AgreedInterrupts(DeferredInterrupts):
         super().__init__()
         self.dp = dp
 
+    def _handler(self, signum, frame) -> None:
+        if self.dp.is_main:
+            super()._handler(signum, frame)  # says so once
+        self.pending = signum
+
     def check(self) -> None:
         flag = torch.tensor([0.0 if self.pending is None else 1.0], device=self.dp._tensor_device())
         self.dp.dist.all_reduce(flag, op=self.dp.dist.ReduceOp.MAX, group=self.dp.group)
@@ -351,7 +356,6 @@ def launch(args, nproc: int, start: Callable, report: Callable, preflight: Calla
     except ChildFailedError as err:
         codes = [f.exitcode for f in err.failures.values()]
         return 130 if 130 in codes or any(c < 0 for c in codes) else max(codes)
-    except SignalException:
-        print("spikeforge: interrupted; run the same command again to resume", file=sys.stderr)
+    except SignalException:  # Ctrl-C or kill of this process: the workers got it too, rank 0 said so
         return 130
     return 0
