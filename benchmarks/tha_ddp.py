@@ -145,8 +145,8 @@ def main() -> None:
             runs.append(res)
             c = res["collectives_s_per_iteration"]
             print(
-                f"round {r} procs {w}: {res['iterations_per_s']:.3f} it/s (median {res['iteration_wall_s_median']:.2f} s"
-                f" wall, {res['iteration_cpu_s_median']:.2f} s CPU per rank), collectives per iteration "
+                f"round {r} procs {w}: {res['iterations_per_s']:.3f} it/s "
+                f"(median {res['iteration_wall_s_median']:.2f} s wall, {res['iteration_cpu_s_median']:.2f} s CPU per rank), collectives per iteration "
                 + ", ".join(f"{k} {1000 * v:.1f} ms" for k, v in c.items())
                 + f", load {res['load_average'][0]:.1f}",
                 flush=True,
