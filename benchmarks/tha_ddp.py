@@ -144,13 +144,10 @@ def main() -> None:
             res["round"] = r
             runs.append(res)
             c = res["collectives_s_per_iteration"]
-            print(
-                f"round {r} procs {w}: {res['iterations_per_s']:.3f} it/s "
-                f"(median {res['iteration_wall_s_median']:.2f} s wall, {res['iteration_cpu_s_median']:.2f} s CPU per rank), collectives per iteration "
-                + ", ".join(f"{k} {1000 * v:.1f} ms" for k, v in c.items())
-                + f", load {res['load_average'][0]:.1f}",
-                flush=True,
-            )
+            wall, cpu = res["iteration_wall_s_median"], res["iteration_cpu_s_median"]
+            parts = ", ".join(f"{k} {1000 * v:.1f} ms" for k, v in c.items())
+            print(f"round {r} procs {w}: {res['iterations_per_s']:.3f} it/s (median {wall:.2f} s wall,", end=" ")
+            print(f"{cpu:.2f} s CPU per rank), collectives per iteration {parts}, load {res['load_average'][0]:.1f}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"args": vars(args), "runs": runs}, indent=2))
     print(f"written {args.out}")
