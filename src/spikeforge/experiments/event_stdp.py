@@ -55,6 +55,9 @@ from ..models.event_stdp import (
 from .event_stdp_config import SPEC, EventSTDPExperimentParams
 from .scaffold import RunDir, resolve_config, torch_generator
 
+#: patches per point of the feature-training curve (training.png)
+CURVE_PATCHES = 256
+
 
 def load_config(
     config_path: str | Path | None = None, overrides: list[str] | None = None, fields: dict[str, Any] | None = None
@@ -96,6 +99,8 @@ def learn_features(
     for epoch in range(start_epoch, tr.epochs):
         order = torch.randperm(images.shape[0], generator=generator)
         n_patches = n_spikes = 0
+        curve: list[list[float]] = []  # [patches presented this epoch, spikes per patch] per window
+        window = [0, 0]
         t0 = time.perf_counter()
         for lo in range(0, images.shape[0], chunk_images):
             if tr.final_lr_fraction < 1.0:
@@ -111,6 +116,12 @@ def learn_features(
             for b in range(0, pt.shape[0], tr.batch_size):
                 w, thr, n = train_batch(w, thr, pt[b : b + tr.batch_size], cfg.layer, cfg.coding, stdp, generator)
                 n_spikes += n
+                window[0] += int(n)
+                window[1] += min(tr.batch_size, pt.shape[0] - b)
+                if window[1] >= CURVE_PATCHES:  # one point of the training curve
+                    seen = n_patches + min(b + tr.batch_size, pt.shape[0])
+                    curve.append([seen, window[0] / window[1]])
+                    window = [0, 0]
             n_patches += pt.shape[0]
         stats = {
             "epoch": epoch + 1,
@@ -119,6 +130,7 @@ def learn_features(
             "spikes_per_patch": n_spikes / max(n_patches, 1),
             "threshold_mean": float(thr.mean()),
             "weight_mean": float(w.mean()),
+            "curve": curve,
         }
         history.append(stats)
         log(
@@ -296,12 +308,20 @@ def run_in(rd: RunDir) -> dict[str, Any]:
         title=f"{w.shape[1]} event-STDP features ({p.size_px}x{p.size_px})",
     )
     if history:
+        # spikes per patch over training, a point per CURVE_PATCHES patches (epochs end to end)
+        xs, ys, offset = [], [], 0.0
+        for h in history:
+            for seen, rate in h.get("curve") or [[h["patches"], h["spikes_per_patch"]]]:
+                xs.append(offset + seen)
+                ys.append(rate)
+            offset += h["patches"]
         plot_curves(
-            {"spikes per patch": [h["spikes_per_patch"] for h in history]},
+            {"spikes per patch": ys},
             out / "training.png",
-            xlabel="epoch",
+            xlabel="training patches presented",
             ylabel="spikes per patch",
-            title="feature training",
+            title=f"feature training ({len(history)} epoch(s), a point per {CURVE_PATCHES} patches)",
+            x=xs,
         )
         figures["training"] = "training.png"
 

@@ -12,7 +12,13 @@ from typing import Any
 
 from ...config import ConfigError, Params, to_toml
 from ...io.atomic import atomic_write_json, atomic_write_text, remove_stale_temporaries
-from ...io.checkpoint import checkpoint_exists, checkpoint_paths, load_checkpoint, save_checkpoint
+from ...io.checkpoint import (
+    CheckpointFallbackWarning,
+    checkpoint_exists,
+    checkpoint_paths,
+    load_checkpoint,
+    save_checkpoint,
+)
 from .runtime import DeferredInterrupts, progress_bar, provenance
 from .spec import ExperimentSpec, diff
 
@@ -196,7 +202,16 @@ class RunDir:
         return False
 
     def load_checkpoint(self, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        return load_checkpoint(self.path / name)
+        """Load ``name``; falling back to the previous checkpoint is reported on stderr."""
+        import sys
+        import warnings
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", CheckpointFallbackWarning)
+            out = load_checkpoint(self.path / name)
+        for w in caught:
+            print(f"spikeforge: warning: {w.message}", file=sys.stderr)
+        return out
 
     # ------------------------------------------------------------------ running
     def interrupts(self) -> DeferredInterrupts:
