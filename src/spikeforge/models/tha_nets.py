@@ -25,7 +25,10 @@ test oracle), organised for speed:
 * the LIF layers run over all steps in the fused kernel (:func:`spikeforge.neurons.leaky_multistep`);
 * the linear layer runs on all ``T x B`` spike vectors at once; the flatten order of snn-tha
   (channel, row, column) is kept by permuting the weight columns instead of the spikes;
-* dropout draws an independent mask for every step, as the per-step loop does.
+* dropout draws an independent mask for every step, as the per-step loop does;
+* data-parallel training (``net.data_parallel = BatchShard(...)``): both batch norms take their
+  statistics over the whole batch of all ranks (:class:`_SyncBNPerStep`) and the dropout masks are
+  the rank's rows of the whole batch's mask, so the ranks compute what one process computes.
 
 :class:`SpikeTimingNet` -- the section-4 toy network 100-1000-1 (reference §2).
 """
@@ -292,7 +295,7 @@ class THAMnistNet(nn.Module):
             return (y - bn.running_mean) * scale + bn.bias
         if shard is None:
             out, mean, var, _ = _BNPerStep.apply(y, bn.weight, bn.bias, bn.eps)
-            n = y.shape[1]
+            n: float = y.shape[1]
         else:
             out, mean, var, count = _SyncBNPerStep.apply(y, bn.weight, bn.bias, bn.eps, shard.group)
             n = float(count)

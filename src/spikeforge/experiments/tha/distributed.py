@@ -54,7 +54,7 @@ class SingleProcess:
         """The device to train on for the configured ``run.device``."""
         from ..scaffold import check_device
 
-        return torch.device(check_device(name))
+        return torch.device(check_device(name) or "cpu")
 
     def sync_state(self, net, opt, sched, annealer, st: dict) -> dict:
         return st
@@ -148,12 +148,9 @@ class DataParallel(SingleProcess):
         # buffers (thresholds, batch-norm statistics) evolve identically on every rank: no broadcast
         # (torch >= 2.12 names the switch forward_sync_buffers)
         fwd = "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters
-        return DistributedDataParallel(
-            net,
-            device_ids=ids,
-            find_unused_parameters=not getattr(getattr(net, "params", None), "batch_norm", True),
-            **{"forward_sync_buffers" if fwd else "broadcast_buffers": False},
-        )
+        no_sync: dict[str, Any] = {"forward_sync_buffers" if fwd else "broadcast_buffers": False}
+        unused = not getattr(getattr(net, "params", None), "batch_norm", True)
+        return DistributedDataParallel(net, device_ids=ids, find_unused_parameters=unused, **no_sync)
 
     def rows(self, n: int) -> tuple[int, int]:
         """This rank's ``[start, stop)`` of ``n`` rows split as evenly as they go."""
@@ -280,7 +277,8 @@ def run_worker(args, start: Callable, report: Callable[[Any, dict], None]) -> in
     dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
     try:
         dp = DataParallel()
-        rd, msg = None, None
+        rd: Any = None
+        msg: dict[str, Any] | None = None
         if dp.is_main:
             try:
                 rd = start(args)
