@@ -25,8 +25,10 @@ What holds, by construction (``tests/test_tha_distributed.py`` checks the first 
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -319,6 +321,16 @@ def _spawned(args, start: Callable, report: Callable) -> None:
         if int(os.environ.get("RANK", "0")) == 0:
             print("spikeforge: interrupted; run the same command again to resume", file=sys.stderr, flush=True)
         code = 130
+    except Exception as err:
+        rank = int(os.environ.get("RANK", "0"))
+        if rank == 0:
+            raise
+        # most often: rank 0 stopped (and said why) and a collective lost its peer; give rank 0 the
+        # time to exit first, so that the launcher reports its status (and stops this one)
+        time.sleep(5.0)
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        print(f"spikeforge: rank {rank} stopped ({type(err).__name__}: {first})", file=sys.stderr, flush=True)
+        code = 1
     sys.stdout.flush()
     if code:
         sys.exit(code)
@@ -349,11 +361,24 @@ def launch(args, nproc: int, start: Callable, report: Callable, preflight: Calla
         start_method="spawn",
     )
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # the workers say what went wrong; the launcher's own log would repeat it as tracebacks
+    elastic_log = logging.getLogger("torch.distributed.elastic")
+    level = elastic_log.level
+    elastic_log.setLevel(logging.CRITICAL)
     try:
         elastic_launch(config, _spawned)(args, start, report)
-    except ChildFailedError as err:
-        codes = [f.exitcode for f in err.failures.values()]
-        return 130 if 130 in codes or any(c < 0 for c in codes) else max(codes)
+    except ChildFailedError as err:  # rank 0's status (it reported the error), else interrupted or the worst
+        codes = {rank: f.exitcode for rank, f in err.failures.items()}
+        if codes.get(0, 0) > 0:
+            code = codes[0]
+        else:
+            code = 130 if any(c == 130 or c < 0 for c in codes.values()) else max(codes.values())
+        if code not in (2, 130):
+            failed = ", ".join(f"rank {r}: exit status {c}" for r, c in sorted(codes.items()))
+            print(f"spikeforge: a worker failed ({failed}); its message is above", file=sys.stderr)
+        return code
     except SignalException:  # Ctrl-C or kill of this process: the workers got it too, rank 0 said so
         return 130
+    finally:
+        elastic_log.setLevel(level)
     return 0
