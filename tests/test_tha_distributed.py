@@ -92,3 +92,37 @@ def test_nproc_per_node_and_batch_size_are_checked(tmp_path, capsys):
 def test_two_gpus_nccl(tmp_path):  # pragma: no cover - no GPU on CI
     r = _cli(*TINY, "--out", str(tmp_path / "g"), "--epochs", "1", "--device", "cuda", "--nproc-per-node", "2")
     assert r.returncode == 0, r.stderr[-3000:]
+
+
+def test_ctrl_c_stops_every_rank_at_one_iteration_and_the_run_resumes(tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "int"
+    # 20 iterations per epoch (2592 - 32 = 2560 images), so that the signal most likely lands in one
+    args = [*TINY, "--out", str(out), "--train-limit", "2592", "--set", "run.checkpoint_every=1"]
+    args += ["--set", 'run.dtype="float32"']
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "spikeforge.cli.main", *args, "--epochs", "500", "--nproc-per-node", "2"]
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    p = subprocess.Popen(cmd, **pipes, env=env, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while not (out / "trial0" / "last.safetensors").is_file() and time.time() < deadline and p.poll() is None:
+            time.sleep(0.2)
+        time.sleep(1.0)
+        os.killpg(p.pid, signal.SIGINT)  # Ctrl-C in a terminal: the launcher and both workers get it
+        _, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    assert p.returncode == 130, err[-3000:]
+    assert "interrupted; run the same command again to resume" in err
+    _, meta = load_tensors(out / "trial0" / "last")
+    st = meta["state"]
+    assert 0 < st["global_step"] == 20 * st["epoch"] + st["batch"]  # saved after a whole iteration
+    assert meta["thresholds"][0] == pytest.approx(15.983 - (15.983 - 2.0) * (1 - 0.024) ** st["global_step"])
+    # the same run continues in one process
+    assert main([*args, "--epochs", str(st["epoch"] + 1)]) == 0
+    res = json.loads((out / "results.json").read_text())["trials"][0]
+    assert res["iterations"] == 20 * (st["epoch"] + 1) and res["finished"]

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -318,6 +319,8 @@ def _spawned(args, start: Callable, report: Callable) -> None:
         print(f"spikeforge: error: {err}", file=sys.stderr, flush=True)
         code = 2
     except KeyboardInterrupt:
+        for sig in (signal.SIGINT, signal.SIGTERM):  # the launcher passes the signal on: once is enough
+            signal.signal(sig, signal.SIG_IGN)
         if int(os.environ.get("RANK", "0")) == 0:
             print("spikeforge: interrupted; run the same command again to resume", file=sys.stderr, flush=True)
         code = 130
