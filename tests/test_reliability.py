@@ -274,8 +274,13 @@ def test_run_prints_what_to_expect_and_the_files(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("SPIKEFORGE_DATA", raising=False)
     assert dc("run", "--out", str(tmp_path / "r"), "--no-plot", *TINY) == 0
     out = capsys.readouterr().out
-    assert "What to expect" in out and "66 %" in out and "README" in out
+    assert "What to expect" in out and "embedded MNIST subset" in out and "README" in out
     assert "files in" in out and "results.json" in out and "checkpoint.safetensors" in out
+    from spikeforge.cli.diehl_cook import expectation
+    from spikeforge.experiments.diehl_cook_config import SPEC
+
+    default = SPEC.default_config()
+    assert "about 64 %" in expectation(default.run, default.model.network.n_neurons)
 
 
 def test_weights_are_bit_identical_after_a_resumed_copy(run_dir, trained):
@@ -283,3 +288,18 @@ def test_weights_are_bit_identical_after_a_resumed_copy(run_dir, trained):
     a, _ = load_checkpoint(trained / "checkpoint")
     b, _ = load_checkpoint(run_dir / "checkpoint")
     assert np.array_equal(a["weights"], b["weights"])
+
+
+def test_temporary_files_of_a_killed_command_are_removed_by_the_next(run_dir):
+    (run_dir / ".checkpoint.safetensors.1a2b3c4d.tmp").write_bytes(b"half")
+    (run_dir / "sub").mkdir()
+    (run_dir / "sub" / ".last.safetensors.00ff00ff.tmp").write_bytes(b"half")
+    assert dc("test", "--out", str(run_dir), "--quiet", "--no-plot") == 0
+    assert not list(run_dir.rglob("*.tmp"))
+
+
+def test_a_run_saved_before_a_setting_existed_is_not_refused_for_it(run_dir):
+    record = json.loads((run_dir / "config.json").read_text())
+    del record["config"]["model"]["exc"]["clamp_ms"]  # as if the setting were added later
+    (run_dir / "config.json").write_text(json.dumps(record))
+    assert dc("test", "--out", str(run_dir), "--quiet", "--no-plot") == 0

@@ -41,7 +41,10 @@ import torch
 import torch.nn.functional as F
 
 from .. import __version__
-from ..config import ConfigError
+from ..config import (
+    ConfigError,
+    to_toml,  # noqa: F401  (re-exported: it lived here before)
+)
 from ..encoding.patches import extract_patches, fold_patches, patch_grid_shape
 from ..evaluation.readout import readout_predict, train_readout
 from ..models.event_stdp import (
@@ -52,18 +55,24 @@ from ..models.event_stdp import (
     respond,
     train_batch,
 )
-from .event_stdp_config import SPEC, EventSTDPExperimentParams
+from .event_stdp_config import (  # noqa: F401  (config classes re-exported)
+    SPEC,
+    DataParams,
+    EventSTDPExperimentParams,
+    InferenceParams,
+    ReadoutParams,
+    ReconstructionParams,
+    TrainingParams,
+)
 from .scaffold import RunDir, resolve_config, torch_generator
 
-#: patches per point of the feature-training curve (training.png)
-CURVE_PATCHES = 256
+CURVE_PATCHES = 256  # patches per point of the feature-training curve (training.png)
 
 
 def load_config(
     config_path: str | Path | None = None, overrides: list[str] | None = None, fields: dict[str, Any] | None = None
 ) -> EventSTDPExperimentParams:
-    """The scaffold's config resolution: the packaged ``configs/event_stdp.toml`` <- a user TOML
-    file <- ``section.key=value`` overrides <- fields given as ``{"section.key": value}``."""
+    """The packaged TOML <- ``config_path`` <- ``section.key=value`` <- ``{"section.key": value}``."""
     cfg = resolve_config(SPEC, config_file=config_path, sets=overrides or [], values=fields)
     assert isinstance(cfg, EventSTDPExperimentParams)
     return cfg
@@ -217,8 +226,7 @@ def random_features_like(w: torch.Tensor, generator: torch.Generator) -> torch.T
 def run(
     cfg: EventSTDPExperimentParams, out: str | Path, *, quiet: bool = False, threads: int | None = None
 ) -> dict[str, Any]:
-    """Run the whole experiment in the run directory ``out`` (opened and locked here; a saved run
-    with another feature config is refused); returns the results (also in ``out/results.json``)."""
+    """The whole experiment in the run directory ``out`` (opened and locked here); its results."""
     from .scaffold import set_threads
 
     set_threads(threads)
