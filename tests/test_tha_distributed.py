@@ -86,6 +86,10 @@ def test_nproc_per_node_and_batch_size_are_checked(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "train.batch_size = 33 cannot be split evenly between 2 processes" in err and "e.g. 32" in err
     assert not (tmp_path / "r").exists()
+    if not torch.cuda.is_available():
+        assert main([*TINY, "--out", str(tmp_path / "r"), "--device", "cuda", "--nproc-per-node", "2"]) == 2
+        assert "--device cuda: no CUDA GPU is usable here" in capsys.readouterr().err
+        assert not (tmp_path / "r").exists()
 
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs (NCCL)")

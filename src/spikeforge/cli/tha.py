@@ -5,7 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..experiments.scaffold import RunDir, add_arguments, flag_values, positive_int, resolve_config, start
+from ..experiments.scaffold import (
+    RunDir,
+    add_arguments,
+    check_device,
+    flag_values,
+    positive_int,
+    resolve_config,
+    start,
+)
 from ..experiments.tha.config import MNIST_FLAGS, MNIST_SPEC, SPIKE_TIMING_FLAGS, SPIKE_TIMING_SPEC
 
 
@@ -76,7 +84,7 @@ def _mnist(args) -> int:
     if distributed.in_worker():  # started by torchrun (or by --nproc-per-node below)
         return distributed.run_worker(args, _start_mnist, _report_mnist)
     if args.nproc_per_node is not None and not args.show_config:
-        return distributed.launch(args, args.nproc_per_node, _start_mnist, _report_mnist, _batch_size)
+        return distributed.launch(args, args.nproc_per_node, _start_mnist, _report_mnist, _preflight)
     rd = _start_mnist(args)
     if rd is None:
         return 0
@@ -90,8 +98,9 @@ def _start_mnist(args):
     return start(MNIST_SPEC, args, MNIST_FLAGS)
 
 
-def _batch_size(args) -> int:
-    """The training batch size the run in ``args.out`` will use (resolved as :func:`start` does)."""
+def _preflight(args) -> int:
+    """The training batch size the run in ``args.out`` will use (resolved as :func:`start` does),
+    after checking its device: bad input is refused before any worker starts."""
     saved = None if args.fresh else RunDir(args.out, MNIST_SPEC).saved()
     cfg = resolve_config(
         MNIST_SPEC,
@@ -100,6 +109,7 @@ def _batch_size(args) -> int:
         sets=args.set or [],
         values=flag_values(MNIST_SPEC, args, MNIST_FLAGS),
     )
+    check_device(cfg.run.device)
     return cfg.train.batch_size
 
 
