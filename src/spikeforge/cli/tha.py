@@ -14,7 +14,7 @@ from ..experiments.scaffold import (
     resolve_config,
     start,
 )
-from ..experiments.tha.config import MNIST_FLAGS, MNIST_SPEC, SPIKE_TIMING_FLAGS, SPIKE_TIMING_SPEC
+from ..experiments.tha.config import MNIST_FLAGS, MNIST_SPEC, SPIKE_TIMING_FLAGS, SPIKE_TIMING_SPEC, MnistConfig
 
 
 def add_parser(subparsers) -> None:
@@ -109,6 +109,7 @@ def _preflight(args) -> int:
         sets=args.set or [],
         values=flag_values(MNIST_SPEC, args, MNIST_FLAGS),
     )
+    assert isinstance(cfg, MnistConfig)
     check_device(cfg.run.device)
     return cfg.train.batch_size
 
