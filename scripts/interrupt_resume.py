@@ -59,6 +59,12 @@ def _final(out: Path) -> dict[str, np.ndarray]:
     }
 
 
+def _train_seconds(out: Path) -> float:
+    from spikeforge.io import load_checkpoint
+
+    return float(load_checkpoint(out / "checkpoint")[1]["progress"]["train_seconds"])
+
+
 def _run_again(out: Path, in_process: bool) -> tuple[int, str]:
     """The same command, to completion: in a subprocess, or in this process (faster in tests)."""
     if in_process:
@@ -123,9 +129,12 @@ def run(trials: int, seed: int = 0, workdir: Path | None = None, in_process: boo
     workdir = Path(workdir or tempfile.mkdtemp(prefix="spikeforge-interrupts-"))
     try:
         ref = reference(workdir, in_process)
+        # the signal lands within the training that follows the first checkpoint: on a fast machine
+        # that is a fraction of a second, so the delays scale with the measured training time
+        max_delay = min(0.6, 0.8 * _train_seconds(workdir / "reference"))
         results = []
         for sig in [signal.SIGINT] * trials + [signal.SIGKILL] * trials:
-            r = trial(workdir, sig, rng, in_process=in_process)
+            r = trial(workdir, sig, rng, max_delay_s=max_delay, in_process=in_process)
             final = r.pop("final")
             r["identical"] = all(np.array_equal(final[k], ref[k]) for k in ref)
             results.append(r)
