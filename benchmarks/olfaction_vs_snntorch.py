@@ -77,9 +77,11 @@ def main() -> None:
                 self.out.bias.copy_(src.out_b)
             c = p.cuba
             sg = surrogate.fast_sigmoid(slope=c.surrogate_slope)
-            kw = dict(alpha=1 - c.current_decay, beta=1 - c.voltage_decay, reset_mechanism="zero", reset_delay=False)
-            self.lif_in = snn.Synaptic(threshold=p.input_threshold, spike_grad=sg, **kw)
-            self.lifs = nn.ModuleList(snn.Synaptic(threshold=c.threshold, spike_grad=sg, **kw) for _ in self.fcs)
+            kw = dict(alpha=1 - c.current_decay, beta=1 - c.voltage_decay, reset_delay=False)
+            self.lif_in = snn.Synaptic(threshold=p.input_threshold, spike_grad=sg, reset_mechanism=p.input_reset, **kw)
+            self.lifs = nn.ModuleList(
+                snn.Synaptic(threshold=c.threshold, spike_grad=sg, reset_mechanism=c.reset, **kw) for _ in self.fcs
+            )
 
         def stdp(self, w, pre, post, t, st):
             """The update-cycle rule, dense over [batch, n_pre, n_post]."""

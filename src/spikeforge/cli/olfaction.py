@@ -80,6 +80,7 @@ def add_parser(subparsers) -> None:
     t.add_argument("--kc", type=_positive_int, nargs="+", help="KC sizes (default 50 500 2500 5000)")
     t.add_argument("--modes", nargs="+", choices=("decolle", "hybrid", "ann"), help="default: all three")
     t.add_argument("--out", help="directory of the runs and the table (default runs/olfaction-table-PRESET)")
+    t.add_argument("--reuse", action="store_true", help="use finished runs in --out whatever their epoch count")
     t.set_defaults(func=_table)
     top.set_defaults(func=lambda args: (top.print_help(), 2)[1])
 
@@ -126,7 +127,7 @@ def _table(args) -> int:
             run_dir = out / f"kc{kc}-{mode}"
             done = run_dir / "results.json"
             want = cfg.run.ann_epochs if mode == "ann" else cfg.run.epochs
-            if done.is_file() and json.loads(done.read_text()).get("epochs") == want:
+            if done.is_file() and (args.reuse or json.loads(done.read_text()).get("epochs") == want):
                 res = json.loads(done.read_text())
             else:
                 print(f"--- {preset} KC = {kc} {mode} ---", flush=True)

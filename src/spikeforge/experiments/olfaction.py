@@ -9,6 +9,7 @@ preset), ``[model]`` (:class:`..models.olfaction.OlfactionNetParams`) and ``[ann
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -40,6 +41,9 @@ class OlfactionRunParams(Params):
     lr: float = Field(1e-4, gt=0, description="Adam, one step per time step after the burn-in")
     ann_lr: float = Field(1e-3, gt=0, description="ANN learning rate (Wang receptor config: 1e-4)")
     optimizer: Literal["adam", "adamax"] = "adam"
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "cosine", description="spiking modes: lr * (1 + cos(pi * epoch / epochs)) / 2 per epoch"
+    )
     val_fraction: float = Field(0.1, gt=0, lt=1, description="validation split taken from the training set")
     train_limit: int = Field(0, ge=0, description="use only the first N training samples (0 = all)")
     seed: int = Field(0, ge=0)
@@ -127,6 +131,10 @@ class Trainer:
     # --- training ------------------------------------------------------------------------------
     def train_epoch(self, x: np.ndarray, y: np.ndarray, epoch: int) -> tuple[float, float]:
         r = self.cfg.run
+        if r.mode != "ann":
+            scale = 0.5 * (1 + math.cos(math.pi * epoch / r.epochs)) if r.lr_schedule == "cosine" else 1.0
+            for group in self.opt.param_groups:
+                group["lr"] = r.lr * scale
         order = np.random.default_rng([r.seed, epoch]).permutation(len(x))
         g = torch.Generator().manual_seed(r.seed * 100003 + epoch)
         correct, loss_sum, n_batches = 0, 0.0, 0

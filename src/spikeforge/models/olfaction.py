@@ -53,6 +53,9 @@ class OlfactionNetParams(Params):
     cuba: CubaLIFParams = Field(default_factory=CubaLIFParams)
     decolle_lif: DecolleLIFParams = Field(default_factory=DecolleLIFParams)
     input_threshold: float = Field(1.0, gt=0.0, description="threshold of the input neurons (vgp23: 1.0)")
+    input_reset: Literal["zero", "subtract"] = Field(
+        "subtract", description="input neurons: lava's reset to 0, or v <- v - threshold (measured: graded rates)"
+    )
     input_gain: float = Field(0.25, gt=0.0, description="odor -> input current (current) or spike probability")
     encoding: Literal["current", "bernoulli", "poisson"] = "current"
     steps: int = Field(150, ge=2, description="time steps per sample (vgp23: 150)")
@@ -178,7 +181,7 @@ class OlfactionNet:
             st[0] = (1 - c.current_decay) * st[0] + p.input_gain * x
             v = (1 - c.voltage_decay) * st[1] + st[0]
             s = (v > p.input_threshold).float()
-            st[1] = v * (1 - s)
+            st[1] = v * (1 - s) if p.input_reset == "zero" else v - p.input_threshold * s
             return s
         prob = (p.input_gain * x).clamp(0.0, 1.0)
         return (torch.rand(prob.shape, generator=generator) < prob).float()
@@ -235,7 +238,7 @@ class OlfactionNet:
                     v = (1 - c.voltage_decay) * vol[l] + cur[l]
                     u = v - c.threshold
                     s = (u > 0).float()
-                    vol[l] = v * (1 - s)
+                    vol[l] = v * (1 - s) if c.reset == "zero" else v - c.threshold * s
                     if p.eligibility == "trace":
                         e_i[b] = (1 - c.current_decay) * e_i[b] + s_in
                         e_v[b] = (1 - c.voltage_decay) * e_v[b] + e_i[b]

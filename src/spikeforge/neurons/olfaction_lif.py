@@ -6,7 +6,7 @@ reference §1.4), per time step, with ``x[t]`` the weighted input::
     i[t] = (1 - current_decay) i[t-1] + x[t]
     v[t] = (1 - voltage_decay) v[t-1] + i[t]
     s[t] = H(v[t] - threshold)             (a spike needs v > threshold; lava: v >= threshold)
-    v[t] <- v[t] (1 - s[t])                (reset to 0)
+    v[t] <- v[t] (1 - s[t])                (reset to 0; reset = "subtract": v[t] - threshold s[t])
 
 Defaults: current_decay 0.25, voltage_decay 0.03, threshold 1.25 (lava-dl DECOLLE tutorial, used by
 vgp23; input neurons use threshold 1.0). lava integrates in fixed point (decays quantised to 1/4096);
@@ -29,7 +29,7 @@ dtype and are differentiable where their inputs are; the surrogate comes from
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
 from pydantic import Field
@@ -45,6 +45,7 @@ class CubaLIFParams(Params):
     current_decay: float = Field(0.25, ge=0.0, le=1.0, description="fraction of the current lost per step")
     voltage_decay: float = Field(0.03, ge=0.0, le=1.0, description="fraction of the voltage lost per step")
     threshold: float = Field(1.25, gt=0.0, description="spike threshold (input neurons: 1.0)")
+    reset: Literal["zero", "subtract"] = Field("zero", description="lava: v <- 0; or v <- v - threshold")
     surrogate: str = Field("fast_sigmoid", description="name in spikeforge.surrogate's registry")
     surrogate_slope: float = Field(1.0, gt=0.0, description="slope of the surrogate (membrane units^-1)")
 
@@ -87,7 +88,8 @@ def cuba_step(
     i = (1.0 - p.current_decay) * state.current + x
     v = (1.0 - p.voltage_decay) * state.voltage + i
     s = spike_fn(v - theta, get_surrogate(p.surrogate, p.surrogate_slope))
-    return CubaState(i, v * (1.0 - s)), s, v
+    v_new = v * (1.0 - s) if p.reset == "zero" else v - theta * s
+    return CubaState(i, v_new), s, v
 
 
 def cuba_rate(activation: torch.Tensor, gain: float, steps: int, p: CubaLIFParams, threshold: float = 1.0):

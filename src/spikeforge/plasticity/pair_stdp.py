@@ -49,18 +49,20 @@ from ..config import ConfigError, Params
 
 
 class PairSTDPParams(Params):
-    """Defaults: the report's a± = 1e-7 would not move weights within a training run (reference
-    §1.4, §1.7); ours (1e-4, clipped to [0, w_max]) were chosen by measurement (docs/olfaction.md)."""
+    """Defaults: the report's a± = 1e-7 (below lava's 8-bit weight step, so likely a no-op; reference
+    §1.4, §1.7) is raised to 1e-5, and weights are clipped to [0, 0.02] (twice the largest initial
+    PN -> KC weight of the olfaction network) so that potentiation cannot saturate the KCs, the
+    failure the report describes (§1.7(f)); see docs/olfaction.md."""
 
     rule: Literal["cycle", "trace"] = "cycle"
-    a_plus: float = Field(1e-4, ge=0.0, description="potentiation amplitude")
-    a_minus: float = Field(1e-4, ge=0.0, description="depression amplitude (positive; the original's -a-)")
+    a_plus: float = Field(1e-5, ge=0.0, description="potentiation amplitude")
+    a_minus: float = Field(1e-5, ge=0.0, description="depression amplitude (positive; the original's -a-)")
     tau_plus_steps: float = Field(4.0, gt=0.0, description="potentiation decay, steps (original: -4)")
     tau_minus_steps: float = Field(10.0, gt=0.0, description="depression decay, steps (original: -10)")
     ignore_zeros: bool = Field(True, description="drop pairs with dt = 0")
     bounds: Literal["none", "clip", "soft"] = "clip"
     w_min: float = 0.0
-    w_max: float = Field(0.1, description="upper bound (clip / soft)")
+    w_max: float = Field(0.02, description="upper bound (clip / soft)")
 
     @model_validator(mode="after")
     def _check(self) -> PairSTDPParams:
