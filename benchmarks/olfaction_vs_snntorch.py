@@ -8,10 +8,11 @@
 2. The network: small preset, ``layer_sizes = [50, 500, 50, KC]``, hybrid (STDP on PN -> KC with
    update cycles, clip bounds), 150 steps with a burn-in of 50, batch 256, Adam, cross-entropy local
    losses on fixed random readouts plus the trainable output readout; one optimizer step and one
-   STDP step per time step after the burn-in. Both sides use lava's detached-state gradient
-   (``eligibility = "step"``), the fast-sigmoid surrogate and ``|W|`` for the blocks after the first.
+   STDP step per time step after the burn-in; the experiment's neurons (subtractive reset, input
+   gain 0.25). Both sides use lava's detached-state gradient (``eligibility = "step"``), the
+   fast-sigmoid surrogate and ``|W|`` for the blocks after the first.
 3. The snnTorch version is written the way a user would: ``snn.Synaptic(alpha=0.75, beta=0.97,
-   threshold=1.25, reset_mechanism="zero", reset_delay=False)`` (exactly lava's CUBA LIF), an
+   threshold=1.25, reset_mechanism="subtract", reset_delay=False)`` (exactly our CUBA LIF), an
    ``nn.Linear`` per block, a Python loop over steps and blocks, the state detached at every step,
    ``loss.backward()`` + ``opt.step()`` per step, and the STDP rule written densely in PyTorch over
    ``[batch, n_pre, n_post]`` (as the original code does). Both start from identical weights and
@@ -153,7 +154,9 @@ def main() -> None:
 
     results = []
     for kc in args.kc:
-        p = OlfactionNetParams(layer_sizes=[50, 500, 50, kc], stdp_block_idx=[-1], eligibility="step")
+        p = OlfactionNetParams(  # the experiment's network (configs/olfaction.toml), lava's detached gradient
+            layer_sizes=[50, 500, 50, kc], stdp_block_idx=[-1], eligibility="step", cuba={"reset": "subtract"}
+        )
         net = OlfactionNet(p, torch.Generator().manual_seed(0))
         ref = SnnTorchHybrid(net)
         x = torch.from_numpy(data["x_train"][: args.batch])

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import json
 import os
 import platform
@@ -125,13 +126,14 @@ def machine() -> dict:
     }
 
 
-def run_spikeforge(cfg, state, images, seed) -> dict:
-    """Time spikeforge's compiled engine on images[1:] after a warm-up on images[0]."""
+def run_spikeforge(cfg, state, images, seed, engine="numba") -> dict:
+    """Time one spikeforge engine on images[1:] after a warm-up on images[0]; the final weights and
+    theta are returned under ``"final"`` (not written to JSON)."""
     from spikeforge.engines import example_key, make_engine
 
     load_before = os.getloadavg()
     t0 = time.perf_counter()
-    eng = make_engine("numba", cfg, state, seed=seed)
+    eng = make_engine(engine, cfg, state, seed=seed, device="cpu" if engine == "torch" else None)
     c0, a0 = eng.present(images[:1], learning=True, keys=[example_key(seed, 0, 0, 0)])
     warm = time.perf_counter() - t0
     per, cpu, attempts, spikes = [], [], [], []
@@ -143,9 +145,11 @@ def run_spikeforge(cfg, state, images, seed) -> dict:
         attempts.append(int(a[0]))
         spikes.append(int(c.sum()))
     k = len(per)
+    final = eng.export_state()
     return {
+        "final": (final.weights, final.theta),
         "simulator": "spikeforge",
-        "engine": "numba",
+        "engine": engine,
         "load_avg_before": load_before,
         "warmup_s": warm,
         "warmup_attempts": int(a0[0]),
@@ -271,6 +275,38 @@ def identical_input_check(py: Path, args, cfg, state, images, init_path: Path) -
     return res
 
 
+def fingerprint(weights, theta) -> str:
+    """SHA-256 of the final float64 weights and theta (bit-for-bit comparisons across revisions)."""
+    h = hashlib.sha256(np.ascontiguousarray(weights, np.float64).tobytes())
+    h.update(np.ascontiguousarray(theta, np.float64).tobytes())
+    return h.hexdigest()
+
+
+def spikeforge_only(args, cfg, state, images) -> int:
+    """Only the spikeforge side: time it and write its final weights and theta with a SHA-256."""
+    import torch
+
+    torch.set_num_threads(1)
+    runs = []
+    for rep in range(args.repeats):
+        r = run_spikeforge(cfg, state, images, args.seed, args.engine)
+        w, th = r.pop("final")
+        r["final_sha256"] = fingerprint(w, th)
+        runs.append(r)
+        print(
+            f"  run {rep + 1}: spikeforge {args.engine} {r['seconds_per_example'] * 1e3:.2f} ms/example "
+            f"(cpu {r['cpu_seconds_per_example'] * 1e3:.2f}), warm-up {r['warmup_s']:.1f} s, "
+            f"final weights+theta sha256 {r['final_sha256'][:16]}",
+            flush=True,
+        )
+    final = OUT / f"spikeforge_{args.engine}_N{args.neurons}_K{args.examples}_seed{args.seed}_final.npz"
+    np.savez(final, weights=w, theta=th)
+    out = args.out or OUT / f"spikeforge_{args.engine}_N{args.neurons}.json"
+    out.write_text(json.dumps({"machine": machine(), "runs": runs, "final_state": str(final)}, indent=1))
+    print(f"final weights and theta: {final}\nwrote {out}")
+    return 0
+
+
 def med(runs, key):
     return statistics.median(r[key] for r in runs)
 
@@ -295,11 +331,23 @@ def main(argv=None):
         help="instead of timing: drive both simulators with the same input spikes for K "
         "examples (retry rule off, STDP on; first --targets entry) and compare spike counts",
     )
+    ap.add_argument(
+        "--spikeforge-only",
+        action="store_true",
+        help="skip Brian2: time only spikeforge and write its final weights and theta with their SHA-256",
+    )
+    ap.add_argument(
+        "--engine", choices=("numba", "torch"), default="numba", help="spikeforge engine (with --spikeforge-only)"
+    )
     args = ap.parse_args(argv)
 
     from spikeforge.models.diehl_cook import DiehlCookConfig, init_state
 
     OUT.mkdir(parents=True, exist_ok=True)
+    if args.spikeforge_only:
+        images = load_images(args.mnist, args.examples + 1)
+        cfg = DiehlCookConfig.from_dict({"network": {"n_neurons": args.neurons}})
+        return spikeforge_only(args, cfg, init_state(cfg, np.random.default_rng(args.seed)), images)
     version = ensure_brian2_venv(args.venv)
     py = venv_python(args.venv)
     images = load_images(args.mnist, max(args.examples + 1, args.identical_input))
@@ -339,6 +387,7 @@ def main(argv=None):
                 flush=True,
             )
         r = run_spikeforge(cfg, state, images, args.seed)
+        r["final_sha256"] = fingerprint(*r.pop("final"))
         runs["spikeforge"].append(r)
         print(
             f"  run {rep + 1}: spikeforge     {r['seconds_per_example'] * 1e3:.2f} ms/example "

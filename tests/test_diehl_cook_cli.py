@@ -51,7 +51,7 @@ def test_run_writes_results_and_figures(tmp_path, capsys):
         "test_raster.png",
         "test_spikes.safetensors",
         "checkpoint.safetensors",
-        "checkpoint.json",
+        "config.toml",
         "labels.safetensors",
         "config.json",
     ):
@@ -87,7 +87,7 @@ def test_stages_on_a_saved_run_reuse_its_settings(tmp_path):
     # a conflicting model setting is still refused, and the saved config is left as it was
     assert main(["diehl-cook", "train", "--out", out, "--quiet", "--set", "model.exc.theta_plus_mv=0.2"]) == 2
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert saved["model"]["exc"]["theta_plus_mv"] == 0.1
+    assert saved["config"]["model"]["exc"]["theta_plus_mv"] == 0.1
 
 
 @pytest.mark.parametrize("schedule", [[], ["model.stdp.nu_decay=0.5", "model.stdp.nu_decay_every=5"]])
@@ -121,6 +121,11 @@ def test_checkpoint_of_another_size_is_refused_with_both_shapes(tmp_path, capsys
     out = str(tmp_path / "run")
     assert main(["diehl-cook", "train", "--out", out, *TINY[:4], *TINY[8:]]) == 0
     assert main(["diehl-cook", "test", "--out", out, "--neurons", "9", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "model.network.n_neurons is 6 in the saved run, 9 now" in err and "--fresh" in err
+    # a checkpoint without its run record (copied elsewhere) is still checked against its shape
+    (tmp_path / "run" / "config.json").unlink()
+    assert main(["diehl-cook", "train", "--out", out, "--neurons", "9", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "(784, 6)" in err and "(784, 9)" in err and "--neurons 6" in err
 

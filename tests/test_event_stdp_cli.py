@@ -59,7 +59,6 @@ def test_tiny_run_writes_results_figures_checkpoint_and_config(tmp_path, capsys)
         "reconstructions.png",
         "config.toml",
         "checkpoint.safetensors",
-        "checkpoint.json",
         "features.safetensors",
     ):
         assert (out / name).is_file(), name

@@ -45,12 +45,12 @@ def test_run_writes_results_plots_and_resumes(cache, mode, capsys):
     assert names <= {p.name for p in out.iterdir()}
     # more epochs: resumes after epoch 1
     assert main(args[:-6] + ["--epochs", "2", "--ann-epochs", "2", "--out", str(out)] + TINY) == 0
-    assert "resuming" in capsys.readouterr().out
     res2 = json.loads((out / "results.json").read_text())
     assert res2["epochs"] == 2 and res2["history"]["test_acc"][0] == res["history"]["test_acc"][0]
     # a mismatched setting is refused, naming the field
     assert main(args[:-2] + ["--seed", "3", "--out", str(out)] + TINY) == 2
-    assert "run.seed = 0, not 3" in capsys.readouterr().err
+    assert "run.seed is 0 in the saved run, 3 now" in capsys.readouterr().err
+    assert "provenance" in res2 and res2["config"]["run"]["kc"] == 20
 
 
 def test_table_and_bad_input(cache, capsys):
@@ -87,3 +87,10 @@ def test_table_and_bad_input(cache, capsys):
     assert "burn_in = 200 must be < steps = 150" in capsys.readouterr().err
     assert main(["olfaction", "run", "--set", 'run.preset="huge"', "--out", str(cache / "bad")]) == 2
     assert "preset" in capsys.readouterr().err
+
+
+def test_packaged_toml_agrees_with_the_experiment_defaults():
+    """One source for each default: configs/olfaction.toml and OlfactionConfig's defaults agree."""
+    from spikeforge.experiments.olfaction_config import SPEC, OlfactionConfig
+
+    assert SPEC.default_config().to_dict() == OlfactionConfig().to_dict()

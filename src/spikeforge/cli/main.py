@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "spikeforge.cli.data",
     "spikeforge.cli.tha",
     "spikeforge.cli.event_stdp",
+    "spikeforge.cli.sweep",
     "spikeforge.cli.olfaction",
 )
 

@@ -194,7 +194,7 @@ def write_idx(path: str | os.PathLike[str], array: np.ndarray, compress: bool | 
     """Write ``array`` as an IDX file (gzipped if ``compress``, default: when the name ends .gz).
 
     Used by tests and to export subsets; written atomically."""
-    from ..io.checkpoint import atomic_write_bytes
+    from ..io.atomic import atomic_write_bytes
 
     path = Path(path)
     array = np.asarray(array)
@@ -439,7 +439,7 @@ def download_mnist(
     Returns ``{name: path}`` of the four files; raises :class:`DataError` listing what every mirror
     did when no mirror works for a file.
     """
-    from ..io.checkpoint import atomic_writer
+    from ..io.atomic import atomic_writer
 
     say = log or (lambda _msg: None)
     directory = Path(dest_dir).expanduser() if dest_dir is not None else default_data_dir()

@@ -32,7 +32,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from ..config import ConfigError, Params
-from ..io.checkpoint import atomic_writer
+from ..io.atomic import atomic_writer
 
 ENV_CACHE = "SPIKEFORGE_OLFACTION_CACHE"
 

@@ -352,9 +352,11 @@ def run_steps(
     with delay ``d`` sees at step ``t`` is read from the newest spike emitted at or before ``t - d``.
     The pre-spike (depression) update at arrival is only non-zero for neurons whose post trace is
     non-zero; those are kept in ``recent`` (``recent[0]`` is the count). When an input fires, its
-    arrivals at those neurons are scheduled into per-step buckets (``bk_*``); a neuron that fires
-    after a quiet spell schedules the spikes already in flight to it. A bucket that overflows falls
-    back to scanning its step's arrivals, so the capacity never changes the result."""
+    arrivals at those neurons are scheduled into per-step buckets (``bk_*``) if they arrive while
+    the trace is still live; a neuron that fires schedules the spikes already in flight to it that
+    arrive after the window of its previous spike (all of them after a quiet spell). A bucket that
+    overflows falls back to scanning its step's arrivals (capacity 0: every step scans, the
+    reference path), so the capacity never changes the result."""
     n_in, n_neurons = W.shape
     hist_len = hist_n.shape[0]
     hm = hist_len - 1  # ring lengths are powers of two: "& mask" instead of a slow "% length"
@@ -385,8 +387,8 @@ def run_steps(
                 ring_t[i, h] = t
                 ring_x[i, h] = x_new
                 # schedule the pre-spike update for the neurons whose post trace is live
-                # (only if the trace is still live at arrival: a neuron whose trace expires in
-                # flight and then fires again gets this arrival from its in-flight scan instead)
+                # (only if the trace is still live at arrival: when the trace expires in flight
+                # and the neuron fires again before the arrival, its in-flight scan schedules it)
                 for q in range(recent[0]):
                     j = recent[q + 1]
                     if t - post_last[j] + DT[j, i] < post_window:
@@ -414,8 +416,9 @@ def run_steps(
                     n_recent += 1
             recent[0] = n_recent
             b = t & hm
-            if bk_over[b]:
-                # the bucket overflowed: find this step's arrivals at live neurons by a scan
+            if bk_over[b] or bk_i.shape[1] == 0:
+                # the bucket overflowed (or there are no buckets: capacity 0, the reference path):
+                # find this step's arrivals at live neurons by a scan
                 for d in range(min(hist_len, t + 1)):
                     sl = (t - d) & hm
                     for qi in range(hist_n[sl]):
@@ -511,13 +514,17 @@ def run_steps(
                 if gap >= post_window:
                     recent[recent[0] + 1] = j
                     recent[0] += 1
-                    # spikes already in flight to j were not scheduled for it: schedule them now
+                if gap + hist_len > post_window:
+                    # a spike in flight to j was scheduled at emission only if it arrives inside the
+                    # trace window of j's previous spike (at post_last[j]); those arriving later
+                    # (all of them after a quiet spell) are scheduled now, since j's new trace is live
                     for d in range(min(hist_len, t + 1)):
                         sl = (t - d) & hm
                         for qi in range(hist_n[sl]):
                             i = hist_idx[sl, qi]
-                            if DT[j, i] > d:
-                                _push(bk_i, bk_j, bk_n, bk_over, t - d + DT[j, i], i, j)
+                            arrive = t - d + DT[j, i]
+                            if arrive > t and arrive - post_last[j] >= post_window:
+                                _push(bk_i, bk_j, bk_n, bk_over, arrive, i, j)
                 post_last[j] = t
             ge_i[j] += w_ei
             _activate(j, inh_active, inh_is_active)
@@ -568,7 +575,8 @@ class NumbaDCEngine(DCEngine):
     """Exact sequential engine: one example at a time, the time loop compiled with numba."""
 
     name = "numba"
-    bucket_capacity: int | None = None  # scheduled pre-spike updates per step (default max(1024, 4N))
+    # scheduled pre-spike updates per step (None: max(1024, 4N); 0: no buckets, every step scans)
+    bucket_capacity: int | None = None
 
     def __init__(self, cfg: DiehlCookConfig, state: DiehlCookState, seed: int = 0, device=None):
         super().__init__(cfg, state, seed)
@@ -651,7 +659,7 @@ class NumbaDCEngine(DCEngine):
         self.recent = np.zeros(n + 1, np.int64)
         # buckets of scheduled pre-spike updates, one per step of delay; an overflowing bucket
         # falls back to scanning that step's arrivals
-        cap = self.bucket_capacity or max(1024, 4 * n)
+        cap = max(1024, 4 * n) if self.bucket_capacity is None else self.bucket_capacity
         self.bk_i = np.zeros((self.hist_n.shape[0], cap), np.int32)
         self.bk_j = np.zeros((self.hist_n.shape[0], cap), np.int32)
         self.bk_n = np.zeros(self.hist_n.shape[0], np.int64)

@@ -19,56 +19,49 @@ Stages (each resumable from the run directory):
 
 from __future__ import annotations
 
-import json
+import sys
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import Field
-from tqdm.auto import tqdm
 
 from .. import __version__
-from ..config import ConfigError, Params, apply_overrides, load_toml
+from ..config import ConfigError
 from ..engines import example_key, make_engine
 from ..evaluation.labels import ClassResponses, accuracy, assign_labels, confusion_matrix, vote
-from ..io.checkpoint import atomic_write_json, checkpoint_exists, load_checkpoint, save_checkpoint
 from ..models.diehl_cook import DiehlCookConfig, DiehlCookState, init_state
+from .diehl_cook_config import SPEC, DiehlCookExperimentConfig, RunParams, check_memory
+from .scaffold import InterruptedAtBoundary, RunDir, numpy_rng, resolve_config
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "diehl_cook.toml"
 STAGE_TRAIN, STAGE_LABEL, STAGE_TEST = 0, 1, 2
+PROGRESS_FIELDS = ("epoch", "index", "examples_seen", "train_seconds", "attempts")
+#: results of the test stage: stale once labels are assigned again
+TEST_FIELDS = (
+    "accuracy",
+    "test_examples",
+    "test_seconds",
+    "test_mean_attempts",
+    "confusion_matrix",
+    "mean_test_spikes",
+)
 
-
-class RunParams(Params):
-    """How an experiment is run (not part of the model)."""
-
-    neurons: int = Field(100, gt=0)
-    epochs: int = Field(1, ge=0)
-    train_examples: int = Field(3000, ge=0, le=60000)
-    label_examples: int = Field(3000, ge=1, le=60000)
-    test_examples: int = Field(1000, ge=1, le=10000)
-    seed: int = Field(0, ge=0)
-    engine: Literal["numba", "torch"] = "numba"
-    device: str | None = None
-    batch_size: int = Field(1, ge=1)
-    checkpoint_every: int = Field(2000, ge=1)
-    running_window: int = Field(1000, ge=10)
-    data_dir: str | None = None
-    record_examples: int = Field(
-        0, ge=0, le=1000, description="record the spikes of this many test examples (compiled engine)"
-    )
+__all__ = ["SPEC", "DiehlCookExperimentConfig", "Experiment", "RunParams"]
 
 
 class Experiment:
-    """A Diehl & Cook run living in ``out`` (config, checkpoint, labels, results, figures)."""
+    """A Diehl & Cook run living in the run directory ``rd`` (config, checkpoint, labels, results,
+    figures)."""
 
-    def __init__(self, out: str | Path, run: RunParams, model: DiehlCookConfig, quiet: bool = False):
-        self.out = Path(out)
-        self.run = run
-        self.model = model
-        self.quiet = quiet
+    def __init__(self, rd: RunDir):
+        self.rd = rd
+        self.out = rd.path
+        cfg: DiehlCookExperimentConfig = rd.cfg  # type: ignore[assignment]
+        self.cfg = cfg
+        self.run: RunParams = cfg.run
+        self.model: DiehlCookConfig = cfg.model
+        self.quiet = rd.quiet
 
-    # ----------------------------------------------------------------- config
     @classmethod
     def from_sources(
         cls,
@@ -77,40 +70,21 @@ class Experiment:
         overrides: list[str] | None = None,
         run_fields: dict[str, Any] | None = None,
         quiet=False,
+        fresh: bool = False,
     ) -> Experiment:
-        """Defaults <- TOML file <- ``section.key=value`` overrides <- command-line flags.
+        """From Python: the scaffold's config resolution (the run directory's saved run, else the
+        packaged TOML <- ``config_path`` <- ``section.key=value`` overrides <- ``run_fields``, the
+        ``[run]`` values plus ``neurons``), with the run directory opened and locked."""
+        values = {f"run.{k}": v for k, v in (run_fields or {}).items() if k != "neurons"}
+        if (run_fields or {}).get("neurons") is not None:
+            values["model.network.n_neurons"] = run_fields["neurons"]  # type: ignore[index]
+        rd = RunDir(out, SPEC, quiet=quiet)
+        saved = None if fresh else rd.saved()
+        cfg = resolve_config(SPEC, saved=saved, config_file=config_path, sets=overrides or [], values=values)
+        return cls(rd.open(cfg, fresh=fresh))
 
-        When ``out`` already holds a run (its ``config.json``), that run's settings replace the
-        package defaults as the base, so ``assign``/``test``/``plot`` on a saved run need no flags
-        beyond ``--out``; anything given on top still overrides them."""
-        saved = Path(out) / "config.json"
-        if saved.is_file():
-            data = json.loads(saved.read_text())
-            if not isinstance(data.get("run"), dict) or not isinstance(data.get("model"), dict):
-                raise ConfigError(
-                    f"{saved} is not a spikeforge Diehl & Cook config (no run/model sections); "
-                    f"move it away or choose another --out directory"
-                )
-        else:
-            data = load_toml(DEFAULT_CONFIG)
-        if config_path:
-            user = load_toml(config_path)
-            unknown = set(user) - {"run", "model"}
-            if unknown:
-                raise ConfigError(f"unknown config section(s) {sorted(unknown)} in {config_path} (allowed: run, model)")
-            for section in ("run", "model"):
-                if section == "model":
-                    for sub, vals in user.get("model", {}).items():
-                        data.setdefault("model", {}).setdefault(sub, {}).update(vals)
-                else:
-                    data["run"].update(user.get("run", {}))
-        data = apply_overrides(data, overrides or [])
-        data["run"].update({k: v for k, v in (run_fields or {}).items() if v is not None})
-        run = RunParams.from_dict(data["run"])
-        model_dict = data.get("model", {})
-        model_dict.setdefault("network", {})["n_neurons"] = run.neurons
-        model = DiehlCookConfig.from_dict(model_dict)
-        return cls(out, run, model, quiet)
+    def close(self) -> None:
+        self.rd.close()
 
     # ----------------------------------------------------------------- helpers
     @property
@@ -118,8 +92,7 @@ class Experiment:
         return self.out / "checkpoint"
 
     def _log(self, msg: str) -> None:
-        if not self.quiet:
-            tqdm.write(msg)
+        self.rd.log(msg)
 
     def _data(self, split: str, limit: int):
         from ..data.mnist import load_dataset
@@ -139,31 +112,91 @@ class Experiment:
             "engine": engine.name,
             "version": __version__,
         }
-        save_checkpoint(self.ckpt, tensors, meta)
+        self.rd.save_checkpoint("checkpoint", tensors, meta)
 
-    def load(self) -> tuple[DiehlCookState, dict[str, np.ndarray], dict[str, Any]]:
-        """The saved network; fails clearly when its shape disagrees with the config."""
-        arrays, meta = load_checkpoint(self.ckpt)
+    def has_network(self) -> bool:
+        """Whether the run directory holds a trained network (a vanished one is an error)."""
+        return self.rd.has_checkpoint("checkpoint")
+
+    def load(self, trained: bool = False) -> tuple[DiehlCookState, dict[str, np.ndarray], dict[str, Any]]:
+        """The saved network; fails clearly when its shape or progress disagrees with the config.
+        With ``trained``, the network must have finished the configured training."""
+        if not self.has_network():
+            raise ConfigError(
+                f"no trained network in {self.out}: run `spikeforge diehl-cook train --out {self.out}` first"
+            )
+        arrays, meta = self.rd.load_checkpoint("checkpoint")
+        where = f"the checkpoint in {self.out}"
+        for name in ("weights", "theta", "delays"):
+            if name not in arrays:
+                raise ConfigError(f"{where} has no array '{name}': it is not a Diehl & Cook network; use another --out")
+        if not isinstance(meta.get("model"), dict):
+            raise ConfigError(
+                f"{where} is not a Diehl & Cook checkpoint (written by {meta.get('experiment', 'another command')}); "
+                "use another --out"
+            )
         state = DiehlCookState(weights=arrays["weights"], theta=arrays["theta"], delays=arrays["delays"])
         saved_n = state.weights.shape[1]
         if saved_n != self.model.network.n_neurons or state.weights.shape[0] != self.model.network.n_input:
             raise ConfigError(
-                f"the checkpoint in {self.out} holds a network of shape {tuple(state.weights.shape)} "
+                f"{where} holds a network of shape {tuple(state.weights.shape)} "
                 f"(n_input x neurons) but the config asks for "
                 f"({self.model.network.n_input}, {self.model.network.n_neurons}): pass --neurons {saved_n} "
                 f"to use it, or choose a new --out directory to start a network of the new size"
             )
         saved_model = DiehlCookConfig.from_dict(meta["model"])
         if saved_model != self.model:
-            diffs = _diff(saved_model.to_dict(), self.model.to_dict())
+            from .scaffold import diff
+
+            diffs = [f"{k}: saved {a!r}, now {b!r}" for k, a, b in diff(saved_model.to_dict(), self.model.to_dict())]
             raise ConfigError(
-                f"the checkpoint in {self.out} was trained with a different model config "
+                f"{where} was trained with a different model config "
                 f"({'; '.join(diffs)}); use the same settings or a new --out directory"
             )
+        meta["progress"] = self._check_progress(meta.get("progress"), trained)
         dyn = {k[4:]: v for k, v in arrays.items() if k.startswith("dyn.")}
         return state, dyn, meta
 
+    def _check_progress(self, progress: Any, trained: bool) -> dict[str, Any]:
+        where = f"the checkpoint in {self.out}"
+        fix = "restore the checkpoint, or pass --fresh to start the run again"
+        if not isinstance(progress, dict):
+            raise ConfigError(f"{where} has no training progress record: {fix}")
+        for k in PROGRESS_FIELDS:
+            v = progress.get(k)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+                what = "is missing" if k not in progress else f"is {v!r}, not a number >= 0"
+                raise ConfigError(f"{where}: progress field '{k}' {what}: {fix}")
+        run = self.run
+        if progress["index"] > run.train_examples or progress["index"] != int(progress["index"]):
+            raise ConfigError(
+                f"{where}: progress index {progress['index']} is past the end of the {run.train_examples} "
+                f"training examples per epoch: {fix}"
+            )
+        done = progress["epoch"] * run.train_examples + progress["index"]
+        if done > run.epochs * run.train_examples:
+            raise ConfigError(
+                f"the network in {self.out} has trained {progress['examples_seen']} examples "
+                f"({progress['epoch']} epoch(s) of {run.train_examples}), more than --epochs {run.epochs} asks for: "
+                f"give --epochs {progress['epoch']} or more, or use another --out (or --fresh) for a shorter run"
+            )
+        if trained and done < run.epochs * run.train_examples:
+            raise ConfigError(
+                f"the network in {self.out} has trained {int(done)} of the {run.epochs * run.train_examples} "
+                f"examples its config asks for (--epochs {run.epochs}): run `spikeforge diehl-cook train --out "
+                f"{self.out}` first"
+            )
+        return {k: int(progress[k]) if k != "train_seconds" else float(progress[k]) for k in PROGRESS_FIELDS} | {
+            k: v for k, v in progress.items() if k not in PROGRESS_FIELDS
+        }
+
     def _engine(self, state: DiehlCookState):
+        if self.run.engine == "torch" and (self.run.device or "cpu").startswith("cpu"):
+            print(
+                "spikeforge: note: the torch engine on a CPU is about 340x slower than the compiled engine "
+                "(--engine numba, the default); use it on a GPU (--device cuda) or for batched runs",
+                file=sys.stderr,
+            )
         return make_engine(self.run.engine, self.model, state, seed=self.run.seed, device=self.run.device)
 
     def _present(self, engine, images, learning, stage, epoch, start, stop, schedule=False):
@@ -180,13 +213,11 @@ class Experiment:
             yield b0, b1, counts, attempts
 
     # ----------------------------------------------------------------- stages
-    def _write_config(self) -> None:
-        atomic_write_json(self.out / "config.json", {"run": self.run.to_dict(), "model": self.model.to_dict()})
-
     def train(self) -> dict[str, Any]:
+        """Train (or resume, or continue with more epochs); Ctrl-C or a kill (SIGTERM) stops at the
+        next example boundary and saves a checkpoint there."""
         run = self.run
-        self.out.mkdir(parents=True, exist_ok=True)
-        if checkpoint_exists(self.ckpt):
+        if self.has_network():
             state, dyn, meta = self.load()  # validates the config against the saved network first
             progress = meta["progress"]
             engine = self._engine(state)
@@ -194,10 +225,10 @@ class Experiment:
                 engine.load_dynamic_state(dyn)
             self._log(f"resuming {self.out} at epoch {progress['epoch']}, example {progress['index']}")
         else:
-            state = init_state(self.model, np.random.default_rng(run.seed))
+            check_memory(self.model)
+            state = init_state(self.model, numpy_rng(run.seed))
             engine = self._engine(state)
             progress = {"epoch": 0, "index": 0, "examples_seen": 0, "train_seconds": 0.0, "attempts": 0}
-        self._write_config()
         total = run.epochs * run.train_examples
         done = progress["epoch"] * run.train_examples + progress["index"]
         if done >= total:
@@ -210,68 +241,68 @@ class Experiment:
         running_acc: float | None = None
         previous_assign: np.ndarray | None = None
         filled = 0
-        bar = tqdm(total=total, initial=done, unit="ex", desc="train", disable=self.quiet, dynamic_ncols=True)
         since_ckpt = 0
         t_start = time.perf_counter()
         seconds_before = progress["train_seconds"]
-        try:
-            for epoch in range(progress["epoch"], run.epochs):
-                start = progress["index"] if epoch == progress["epoch"] else 0
-                for b0, b1, counts, attempts in self._present(
-                    engine, images, True, STAGE_TRAIN, epoch, start, run.train_examples, schedule=True
-                ):
-                    for k, i in enumerate(range(b0, b1)):
-                        recent_counts[filled % window], recent_labels[filled % window] = counts[k], labels[i]
-                        filled += 1
-                        if filled % window == 0:
-                            # running accuracy as in the original: labels assigned on the previous
-                            # window of training responses, scored on this one
-                            if previous_assign is not None:
-                                running_acc = accuracy(recent_labels, vote(recent_counts, previous_assign, 10))
-                            previous_assign = assign_labels(recent_counts, recent_labels, 10)
-                    progress.update(
-                        epoch=epoch,
-                        index=b1,
-                        examples_seen=progress["examples_seen"] + (b1 - b0),
-                        attempts=progress["attempts"] + int(attempts.sum()),
-                    )
-                    since_ckpt += b1 - b0
-                    bar.update(b1 - b0)
-                    if running_acc is not None:
-                        bar.set_postfix(acc=f"{running_acc:.3f}", refresh=False)
-                    if since_ckpt >= run.checkpoint_every:
-                        progress["train_seconds"] = seconds_before + time.perf_counter() - t_start
-                        self._save(engine, progress)
-                        since_ckpt = 0
-                progress.update(epoch=epoch + 1, index=0)
-        finally:
-            bar.close()
+
+        def save() -> None:
             progress["train_seconds"] = seconds_before + time.perf_counter() - t_start
             self._save(engine, progress)
+
+        with self.rd.interrupts() as stop, self.rd.progress(total, initial=done, desc="train") as bar:
+            try:
+                for epoch in range(progress["epoch"], run.epochs):
+                    start = progress["index"] if epoch == progress["epoch"] else 0
+                    for b0, b1, counts, attempts in self._present(
+                        engine, images, True, STAGE_TRAIN, epoch, start, run.train_examples, schedule=True
+                    ):
+                        for k, i in enumerate(range(b0, b1)):
+                            recent_counts[filled % window], recent_labels[filled % window] = counts[k], labels[i]
+                            filled += 1
+                            if filled % window == 0:
+                                # running accuracy as in the original: labels assigned on the previous
+                                # window of training responses, scored on this one
+                                if previous_assign is not None:
+                                    running_acc = accuracy(recent_labels, vote(recent_counts, previous_assign, 10))
+                                previous_assign = assign_labels(recent_counts, recent_labels, 10)
+                        progress.update(
+                            epoch=epoch,
+                            index=b1,
+                            examples_seen=progress["examples_seen"] + (b1 - b0),
+                            attempts=progress["attempts"] + int(attempts.sum()),
+                        )
+                        since_ckpt += b1 - b0
+                        bar.update(b1 - b0)
+                        if running_acc is not None:
+                            bar.set_postfix(acc=f"{running_acc:.3f}", refresh=False)
+                        if since_ckpt >= run.checkpoint_every:
+                            save()
+                            since_ckpt = 0
+                        stop.check()  # an interrupt lands here: between examples
+                    progress.update(epoch=epoch + 1, index=0)
+            except InterruptedAtBoundary:  # at an example boundary: the saved state is whole
+                save()
+                raise
+        save()
         progress["running_accuracy"] = running_acc
         return progress
 
     def _responses(self, split: str, n: int, stage: int, consume) -> tuple[np.ndarray, float, float]:
         """Present ``n`` examples of ``split`` to the frozen network, handing each chunk's counts
         to ``consume(counts, labels)``; memory stays bounded by the chunk size."""
-        state, _, _ = self.load()
+        state, _, _ = self.load(trained=True)
         engine = self._engine(state)
         images, labels = self._data(split, n)
         attempts = 0
         t0 = time.perf_counter()
-        with tqdm(
-            total=len(images),
-            unit="ex",
-            desc=split if stage == STAGE_TEST else "assign",
-            disable=self.quiet,
-            dynamic_ncols=True,
-        ) as bar:
+        with self.rd.progress(len(images), desc=split if stage == STAGE_TEST else "assign") as bar:
             chunk: list[np.ndarray] = []
             first = 0
             record = stage == STAGE_TEST and self.run.record_examples > 0 and hasattr(engine, "start_recording")
             if record:
-                recorded = self._record(engine, images[: self.run.record_examples], stage)
-                self._save_recording(recorded)
+                from .diehl_cook_record import record_test_spikes
+
+                record_test_spikes(self, images[: self.run.record_examples], stage)
             for b0, b1, c, a in self._present(engine, images, False, stage, 0, 0, len(images)):
                 chunk.append(c)
                 attempts += int(a.sum())
@@ -281,54 +312,12 @@ class Experiment:
                     chunk, first = [], b1
         return labels, time.perf_counter() - t0, attempts / max(1, len(images))
 
-    def _record(self, engine, images, stage):
-        """Spikes of the first test examples, on a copy of the engine so the measured run is
-        unaffected. Capped at 20,000 spikes per example."""
-        state, _, _ = self.load()
-        rec_engine = self._engine(state)
-        out = []
-        for i in range(len(images)):
-            t0 = rec_engine.t
-            rec_engine.start_recording(20_000)
-            key = example_key(self.run.seed, stage, 0, i)
-            rec_engine.present(images[i : i + 1], False, [key])
-            steps_, neurons = rec_engine.stop_recording()
-            out.append((i, steps_ - t0, neurons, rec_engine.t - t0))
-        return out
-
-    def _save_recording(self, recorded) -> None:
-        from ..plotting.figures import plot_raster
-
-        ex = np.concatenate([np.full(len(s), i, np.int32) for i, s, _, _ in recorded])
-        steps_ = np.concatenate([s for _, s, _, _ in recorded]).astype(np.int64)
-        neurons = np.concatenate([n for _, _, n, _ in recorded]).astype(np.int32)
-        save_checkpoint(
-            self.out / "test_spikes",
-            {"example": ex, "step": steps_, "neuron": neurons},
-            {
-                "dt_ms": self.model.protocol.dt_ms,
-                "examples": len(recorded),
-                "note": "excitatory spikes of the first test examples; step counts from the "
-                "start of each example's presentation (retries and rests included)",
-            },
-        )
-        offsets = np.cumsum([0] + [n for _, _, _, n in recorded[:-1]])
-        plot_raster(
-            steps_ + np.repeat(offsets, [len(s) for _, s, _, _ in recorded]),
-            neurons,
-            self.out / "test_raster.png",
-            dt_ms=self.model.protocol.dt_ms,
-            n_neurons=self.model.network.n_neurons,
-            title=f"excitatory spikes, first {len(recorded)} test examples",
-            boundaries_ms=[o * self.model.protocol.dt_ms for o in offsets],
-        )
-
     def assign(self) -> dict[str, Any]:
         responses = ClassResponses(self.model.network.n_neurons, 10)
         labels, seconds, mean_attempts = self._responses("train", self.run.label_examples, STAGE_LABEL, responses.add)
         assignments = responses.assignments()
-        save_checkpoint(
-            self.out / "labels",
+        self.rd.save_checkpoint(
+            "labels",
             {"assignments": assignments, "class_mean_counts": responses.means()},
             {"label_examples": len(labels)},
         )
@@ -344,12 +333,20 @@ class Experiment:
         return info
 
     def test(self) -> dict[str, Any]:
-        self.load()  # the network must exist and match the config before anything else
-        if not checkpoint_exists(self.out / "labels"):
+        self.load(trained=True)  # the network must exist and match the config before anything else
+        if not self.rd.has_checkpoint("labels"):
             raise ConfigError(
                 f"no label assignments in {self.out}: run `spikeforge diehl-cook assign --out {self.out}` first"
             )
-        arrays, _ = load_checkpoint(self.out / "labels")
+        arrays, meta = self.rd.load_checkpoint("labels")
+        if "assignments" not in arrays:
+            raise ConfigError(f"{self.out / 'labels.safetensors'} holds no label assignments: run assign again")
+        if meta.get("label_examples") not in (None, self.run.label_examples):
+            raise ConfigError(
+                f"the labels in {self.out} were assigned from {meta['label_examples']} training examples, "
+                f"not --label-examples {self.run.label_examples}: run `spikeforge diehl-cook assign --out {self.out} "
+                f"--label-examples {self.run.label_examples}` first"
+            )
         assignments = arrays["assignments"]
         if assignments.shape[0] != self.model.network.n_neurons:
             raise ConfigError(
@@ -382,8 +379,15 @@ class Experiment:
         return self.out / "results.json"
 
     def write_results(self, update: dict[str, Any]) -> dict[str, Any]:
-        path = self.results_path()
-        results = json.loads(path.read_text()) if path.is_file() else {}
+        """Merge ``update`` into results.json with the training record and provenance. Labels
+        assigned anew make the old test results stale: they are removed until ``test`` runs."""
+        results = self.rd.read_results()
+        if "label_examples" in update and "accuracy" not in update:
+            for k in TEST_FIELDS:
+                results.pop(k, None)
+            results["test"] = f"not run since labels were assigned: run `spikeforge diehl-cook test --out {self.out}`"
+        elif "accuracy" in update:
+            results.pop("test", None)
         results.update(update)
         _, _, meta = self.load()
         prog = meta["progress"]
@@ -403,8 +407,7 @@ class Experiment:
                 "model": self.model.to_dict(),
             }
         )
-        atomic_write_json(path, results)
-        return results
+        return self.rd.write_results(results, engine=self.run.engine)
 
     def plot(self) -> list[str]:
         from ..plotting.figures import plot_confusion, plot_histogram, plot_weight_grid
@@ -419,13 +422,12 @@ class Experiment:
                 title=f"adaptive thresholds, N = {state.theta.size}",
             ),
         ]
-        res = json.loads(self.results_path().read_text()) if self.results_path().is_file() else {}
+        res = self.rd.read_results()
         if "confusion_matrix" in res:
             paths.append(plot_confusion(np.array(res["confusion_matrix"]), self.out / "confusion.png"))
         return [str(p) for p in paths]
 
     def run_all(self, plot: bool = True) -> dict[str, Any]:
-        self.out.mkdir(parents=True, exist_ok=True)
         prog = self.train()
         info = self.assign()
         info.update(self.test())
@@ -433,16 +435,5 @@ class Experiment:
         results = self.write_results(info)
         if plot:
             results["figures"] = self.plot()
-            atomic_write_json(self.results_path(), results)
+            results = self.rd.write_results(results, engine=self.run.engine)
         return results
-
-
-def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
-    out = []
-    for k in sorted(set(a) | set(b)):
-        va, vb = a.get(k), b.get(k)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            out += _diff(va, vb, f"{prefix}{k}.")
-        elif va != vb:
-            out.append(f"{prefix}{k}: saved {va!r}, now {vb!r}")
-    return out

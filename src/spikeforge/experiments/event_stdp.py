@@ -34,19 +34,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field, model_validator
 
 from .. import __version__
-from ..config import ConfigError, Params, apply_overrides, load_toml
-from ..encoding.patches import PatchParams, extract_patches, fold_patches, patch_grid_shape
+from ..config import ConfigError
+from ..encoding.patches import extract_patches, fold_patches, patch_grid_shape
+from ..evaluation.readout import readout_predict, train_readout
 from ..models.event_stdp import (
-    RateCodingParams,
-    WTALayerParams,
     fit_reconstruction_scale,
     init_thresholds,
     init_weights,
@@ -54,186 +52,18 @@ from ..models.event_stdp import (
     respond,
     train_batch,
 )
-from ..plasticity.event_stdp import EventSTDPParams
-
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "event_stdp.toml"
-SECTIONS = ("data", "patches", "coding", "layer", "event_stdp", "training", "readout", "inference", "reconstruction")
-
-
-class DataParams(Params):
-    """Which images are used. ``data_dir`` None: ``$SPIKEFORGE_DATA``, else the embedded subset."""
-
-    data_dir: str | None = None
-    train_limit: int | None = Field(None, ge=1, description="first n training images (None: all)")
-    test_limit: int | None = Field(None, ge=1, description="first n test images (None: all)")
-    feature_images: int = Field(
-        20_000, ge=1, description="training images whose patches train the features (capped at the images loaded)"
-    )
-
-
-class TrainingParams(Params):
-    epochs: int = Field(1, ge=0, le=1000, description="passes over the feature-training images")
-    batch_size: int = Field(
-        32,
-        ge=1,
-        le=65536,
-        description="patches presented in parallel (STDP updates of a step summed over them; 1 = exact online rule)",
-    )
-    min_pixel_sum: float = Field(
-        1.0,
-        ge=0.0,
-        description="skip patches whose pixel sum (pixels in [0,1]) is below this (Tavanaei skips blank ones)",
-    )
-    final_lr_fraction: float = Field(
-        1.0, gt=0.0, le=1.0, description="learning rate decays linearly over training to this fraction (1: constant)"
-    )
-
-
-class ReadoutParams(Params):
-    pool_grid: int = Field(4, ge=1, le=64, description="activity pooled over pool_grid^2 regions")
-    epochs: int = Field(30, ge=1, le=10_000)
-    learning_rate: float = Field(2e-3, gt=0.0, le=1.0, description="Adam step size")
-    batch_size: int = Field(256, ge=1)
-    weight_decay: float = Field(0.0, ge=0.0)
-
-
-class InferenceParams(Params):
-    """How the frozen layer responds when features are applied to every patch position.
-
-    Training uses strong winner-take-all inhibition so that one feature learns from each patch;
-    a code with one spike per patch, however, discards most of what the features could say about
-    the patch. At inference the same circuit (``layer.inhibition``) runs with these settings:
-    by default weaker I->E inhibition (a soft competition in which the best-matching features fire
-    most) and a stronger input current. STDP and threshold adaptation are off.
-    """
-
-    input_current_na: float | None = Field(3.0, gt=0.0, description="None: layer's value")
-    w_ie_na: float | None = Field(3.0, ge=0.0, description="None: layer's value")
-    deterministic_input: bool = Field(
-        True, description="drive the layer with the expected input spikes (pixel * max_prob) instead of Bernoulli draws"
-    )
-    chunk_patches: int = Field(32768, ge=1, description="patches simulated at once (memory bound)")
-    engine: Literal["numba", "torch"] = Field(
-        "numba", description="numba: compiled loop for deterministic input (tested against the torch step)"
-    )
-
-
-class ReconstructionParams(Params):
-    fit_images: int = Field(1000, ge=1, description="training images used to fit the scale")
-    normalize: bool = Field(
-        True,
-        description="rebuild each patch as the count-weighted mean of the "
-        "active features (True) or the count-weighted sum (False)",
-    )
-    n_show: int = Field(10, ge=1, le=100, description="test images drawn in the figure")
-
-
-class EventSTDPExperimentParams(Params):
-    """The whole experiment config (``configs/event_stdp.toml``)."""
-
-    seed: int = Field(0, ge=0)
-    data: DataParams = Field(default_factory=DataParams)
-    patches: PatchParams = Field(default_factory=lambda: PatchParams(count=8))
-    coding: RateCodingParams = Field(default_factory=RateCodingParams)
-    layer: WTALayerParams = Field(default_factory=WTALayerParams)
-    event_stdp: EventSTDPParams = Field(default_factory=EventSTDPParams)
-    training: TrainingParams = Field(default_factory=TrainingParams)
-    readout: ReadoutParams = Field(default_factory=ReadoutParams)
-    inference: InferenceParams = Field(default_factory=InferenceParams)
-    reconstruction: ReconstructionParams = Field(default_factory=ReconstructionParams)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _derive_inputs(cls, data: Any) -> Any:
-        # the layer's input count is the patch's pixel count: derived, never written twice
-        if isinstance(data, dict):
-            data = dict(data)
-            patches = data.get("patches", {})
-            size = patches.get("size_px", 7) if isinstance(patches, dict) else patches.size_px
-            layer = data.get("layer", {})
-            if isinstance(layer, dict):
-                layer = dict(layer)
-                if "n_inputs" in layer and layer["n_inputs"] != size * size:
-                    raise ValueError(
-                        f"layer.n_inputs = {layer['n_inputs']} must equal "
-                        f"patches.size_px ** 2 = {size * size} (leave it out)"
-                    )
-                layer["n_inputs"] = size * size
-                data["layer"] = layer
-        return data
-
-    @model_validator(mode="after")
-    def _window(self) -> EventSTDPExperimentParams:
-        if self.event_stdp.window_steps >= self.coding.steps:
-            raise ValueError(
-                f"event_stdp.window_steps = {self.event_stdp.window_steps} must be "
-                f"shorter than the presentation (coding.steps = {self.coding.steps})"
-            )
-        if self.patches.count is None:
-            raise ValueError("patches.count (random training patches per image) must be set")
-        return self
-
-    def inference_layer(self) -> WTALayerParams:
-        """The layer parameters used for the frozen response (see :class:`InferenceParams`)."""
-        changes = {
-            k: v
-            for k, v in (("input_current_na", self.inference.input_current_na), ("w_ie_na", self.inference.w_ie_na))
-            if v is not None
-        }
-        return self.layer.replace(**changes)
-
-    def feature_key(self) -> dict[str, Any]:
-        """The part of the config that determines the learned features (for resuming)."""
-        d = self.to_dict()
-        return {k: d[k] for k in ("seed", "patches", "coding", "layer", "event_stdp", "training")} | {
-            "feature_images": self.data.feature_images,
-            "data_dir": self.data.data_dir,
-        }
+from .event_stdp_config import SPEC, EventSTDPExperimentParams
+from .scaffold import RunDir, resolve_config, torch_generator
 
 
 def load_config(
     config_path: str | Path | None = None, overrides: list[str] | None = None, fields: dict[str, Any] | None = None
 ) -> EventSTDPExperimentParams:
-    """Defaults (``configs/event_stdp.toml``) <- a user TOML file <- ``section.key=value``
-    overrides <- command-line fields given as ``{"section.key": value}``."""
-    data = load_toml(DEFAULT_CONFIG)
-    if config_path:
-        user = load_toml(config_path)
-        unknown = set(user) - set(SECTIONS) - {"seed"}
-        if unknown:
-            raise ConfigError(
-                f"unknown config section(s) {sorted(unknown)} in {config_path} (allowed: seed, {', '.join(SECTIONS)})"
-            )
-        for key, value in user.items():
-            if isinstance(value, dict):
-                data.setdefault(key, {}).update(value)
-            else:
-                data[key] = value
-    extra = [f"{k}={_toml_value(v)}" for k, v in (fields or {}).items() if v is not None]
-    data = apply_overrides(data, list(overrides or []) + extra)
-    return EventSTDPExperimentParams.from_dict(data)
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    s = str(v).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{s}"'
-
-
-def to_toml(d: dict[str, Any], prefix: str = "") -> str:
-    """A nested dict of scalars as TOML text (``None`` values are left out)."""
-    lines = [f"{k} = {_toml_value(v)}" for k, v in d.items() if not isinstance(v, dict) and v is not None]
-    out = "\n".join(lines) + ("\n" if lines else "")
-    for k, v in d.items():
-        if isinstance(v, dict):
-            name = f"{prefix}{k}"
-            out += f"\n[{name}]\n" + to_toml(v, name + ".")
-    return out
+    """The scaffold's config resolution: the packaged ``configs/event_stdp.toml`` <- a user TOML
+    file <- ``section.key=value`` overrides <- fields given as ``{"section.key": value}``."""
+    cfg = resolve_config(SPEC, config_file=config_path, sets=overrides or [], values=fields)
+    assert isinstance(cfg, EventSTDPExperimentParams)
+    return cfg
 
 
 # ------------------------------------------------------------------------------------------------
@@ -367,39 +197,6 @@ def random_features_like(w: torch.Tensor, generator: torch.Generator) -> torch.T
     return r * (w.sum(0, keepdim=True) / r.sum(0, keepdim=True).clamp_min(1e-12))
 
 
-def train_readout(x_train: torch.Tensor, y_train: torch.Tensor, p: ReadoutParams, seed: int, n_classes: int = 10):
-    """Softmax regression with Adam on standardised features. Returns ``(weight [C, D],
-    bias [C], mean [D], std [D], loss_history)``."""
-    mean = x_train.mean(0)
-    std = x_train.std(0).clamp_min(1e-6)
-    xs = x_train.sub(mean).div_(std)
-    gen = torch.Generator().manual_seed(seed)
-    lin = torch.nn.Linear(xs.shape[1], n_classes)
-    with torch.no_grad():
-        lin.weight.zero_()
-        lin.bias.zero_()
-    opt = torch.optim.Adam(lin.parameters(), lr=p.learning_rate, weight_decay=p.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=p.epochs)
-    history = []
-    for _ in range(p.epochs):
-        order = torch.randperm(xs.shape[0], generator=gen)
-        total = 0.0
-        for b in range(0, xs.shape[0], p.batch_size):
-            idx = order[b : b + p.batch_size]
-            loss = F.cross_entropy(lin(xs[idx]), y_train[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * idx.shape[0]
-        sched.step()
-        history.append(total / xs.shape[0])
-    return lin.weight.detach().clone(), lin.bias.detach().clone(), mean, std, history
-
-
-def readout_predict(x: torch.Tensor, weight, bias, mean, std) -> torch.Tensor:
-    return (((x - mean) / std) @ weight.T + bias).argmax(dim=1)
-
-
 # ------------------------------------------------------------------------------------------------
 # the run
 # ------------------------------------------------------------------------------------------------
@@ -408,30 +205,34 @@ def readout_predict(x: torch.Tensor, weight, bias, mean, std) -> torch.Tensor:
 def run(
     cfg: EventSTDPExperimentParams, out: str | Path, *, quiet: bool = False, threads: int | None = None
 ) -> dict[str, Any]:
-    """Run the whole experiment in ``out``; returns the results (also in ``out/results.json``)."""
+    """Run the whole experiment in the run directory ``out`` (opened and locked here; a saved run
+    with another feature config is refused); returns the results (also in ``out/results.json``)."""
+    from .scaffold import set_threads
+
+    set_threads(threads)
+    rd = RunDir(out, SPEC, quiet=quiet)
+    rd.saved()
+    with rd.open(cfg):
+        return run_in(rd)
+
+
+def run_in(rd: RunDir) -> dict[str, Any]:
+    """The experiment in an opened run directory (``rd.cfg`` is its config)."""
     from ..data.mnist import describe_source, load_dataset
-    from ..io.checkpoint import (
-        atomic_write_json,
-        atomic_write_text,
-        checkpoint_exists,
-        load_checkpoint,
-        save_checkpoint,
-    )
+    from ..io import atomic_write_text
     from ..plotting.figures import plot_curves, plot_weight_grid
     from ..plotting.reconstruction import plot_reconstructions
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if threads:
-        torch.set_num_threads(threads)
+    cfg = rd.cfg
+    assert isinstance(cfg, EventSTDPExperimentParams)
+    out = rd.path
     log_lines: list[str] = []
 
     def log(msg: str) -> None:
         log_lines.append(msg)
-        if not quiet:
+        if not rd.quiet:
             print(msg, flush=True)
 
-    atomic_write_text(out / "config.toml", to_toml(cfg.to_dict()))
     t_start = time.perf_counter()
     d = cfg.data
     tr_imgs, tr_lbls = load_dataset(d.data_dir, "train", d.train_limit)
@@ -447,19 +248,18 @@ def run(
     patch_grid_shape(image_hw, p.size_px, p.stride_px)  # clear error for a patch larger than images
 
     # ---- 1. features -------------------------------------------------------------------------
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = torch_generator(cfg.seed)
     n_feat_imgs = min(d.feature_images, x_tr.shape[0])
     key = cfg.feature_key()
     w = thr = None
     start_epoch = 0
     history: list[dict] = []
     train_seconds = 0.0
-    fck = out / "features"
-    if checkpoint_exists(fck):
-        arrays, meta = load_checkpoint(fck)
+    if rd.has_checkpoint("features"):
+        arrays, meta = rd.load_checkpoint("features")
         if meta.get("feature_key") != key:
             raise ConfigError(
-                f"{out} holds features trained with another config; use another --out or delete {fck}.safetensors/.json"
+                f"{out} holds features trained with another config: use another --out, or --fresh to start again"
             )
         w = torch.from_numpy(arrays["weights"]).float()
         thr = torch.from_numpy(arrays["thresholds"]).float()
@@ -467,14 +267,14 @@ def run(
         start_epoch = int(meta["epochs_done"])
         history = list(meta.get("history", []))
         train_seconds = float(meta.get("train_seconds", 0.0))
-        log(f"resuming: features of {start_epoch}/{cfg.training.epochs} epochs loaded from {fck}")
+        log(f"resuming: features of {start_epoch}/{cfg.training.epochs} epochs loaded from {out / 'features'}")
 
     def save_features(epoch, w_, thr_, stats):
         nonlocal train_seconds
         train_seconds += stats["seconds"]
         history.append(stats)
-        save_checkpoint(
-            fck,
+        rd.save_checkpoint(
+            "features",
             {"weights": w_, "thresholds": thr_, "generator_state": gen.get_state()},
             {
                 "feature_key": key,
@@ -514,7 +314,7 @@ def run(
     norm = cfg.reconstruction.normalize
     k_show = min(cfg.reconstruction.n_show, x_te.shape[0])
     fit_n = min(cfg.reconstruction.fit_images, x_tr.shape[0])
-    act_gen = torch.Generator().manual_seed(cfg.seed + 1)
+    act_gen = torch_generator(cfg.seed + 1)
 
     def test_pass(w_, scale_):
         """Pooled test activity, reconstruction MSE, the first images' reconstructions, and the
@@ -542,7 +342,7 @@ def run(
     n_patches = (x_tr.shape[0] + x_te.shape[0]) * c_fit.shape[1]
     log(f"activity of {n_patches} patches in {extract_seconds:.1f} s")
 
-    w_rand = random_features_like(w, torch.Generator().manual_seed(cfg.seed + 2))
+    w_rand = random_features_like(w, torch_generator(cfg.seed + 2))
     _, c_fit_r = feature_activity(x_tr[:fit_n], w_rand, thr, cfg, act_gen, keep_counts=fit_n)
     scale_rand = fit_reconstruction_scale(c_fit_r, w_rand, patches_of(x_tr[:fit_n]), norm)
     _, mse_rand, rec_rand, _ = test_pass(w_rand, scale_rand)
@@ -575,8 +375,8 @@ def run(
     )
     figures["readout"] = "readout.png"
 
-    save_checkpoint(
-        out / "checkpoint",
+    rd.save_checkpoint(
+        "checkpoint",
         {
             "weights": w,
             "thresholds": thr,
@@ -616,8 +416,7 @@ def run(
         "seed": cfg.seed,
         "figures": figures,
         "checkpoint": "checkpoint.safetensors",
-        "config": "config.toml",
     }
-    atomic_write_json(out / "results.json", results)
+    results = rd.write_results(results, engine=cfg.inference.engine)
     atomic_write_text(out / "log.txt", "\n".join(log_lines) + "\n")
     return results

@@ -11,66 +11,19 @@ from __future__ import annotations
 
 import math
 import time
-from pathlib import Path
-from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
 
-from ..config import ConfigError, Params
+from ..config import ConfigError
 from ..data import olfaction as odata
-from ..io.checkpoint import atomic_write_json, checkpoint_exists, load_checkpoint, save_checkpoint
-from ..models.olfaction import OlfactionNet, OlfactionNetParams
-from ..models.olfaction_ann import WangANN, WangANNParams
+from ..models.olfaction import OlfactionNet
+from ..models.olfaction_ann import WangANN
 from . import olfaction_report as report
+from .olfaction_config import KC_SIZES, MODES, SPEC, OlfactionConfig
+from .scaffold import RunDir
 
-KC_SIZES = (50, 500, 2500, 5000)
-MODES = ("decolle", "hybrid", "ann")
-
-
-class OlfactionRunParams(Params):
-    """Training protocol. Defaults chosen by measurement (docs/olfaction.md)."""
-
-    preset: Literal["small", "medium", "wang2021"] = "small"
-    kc: int = Field(2500, ge=1, description="KC (expansion) layer size: layer_sizes[-1]")
-    mode: Literal["decolle", "hybrid", "ann"] = "decolle"
-    epochs: int = Field(30, ge=1, description="epochs of the spiking modes")
-    ann_epochs: int = Field(100, ge=1, description="epochs of mode 'ann'")
-    batch_size: int = Field(256, ge=1)
-    lr: float = Field(1e-4, gt=0, description="Adam, one step per time step after the burn-in")
-    ann_lr: float = Field(1e-3, gt=0, description="ANN learning rate (Wang receptor config: 1e-4)")
-    optimizer: Literal["adam", "adamax"] = "adam"
-    lr_schedule: Literal["constant", "cosine"] = Field(
-        "cosine", description="spiking modes: lr * (1 + cos(pi * epoch / epochs)) / 2 per epoch"
-    )
-    val_fraction: float = Field(0.1, gt=0, lt=1, description="validation split taken from the training set")
-    train_limit: int = Field(0, ge=0, description="use only the first N training samples (0 = all)")
-    seed: int = Field(0, ge=0)
-    threads: int = Field(1, ge=1)
-    eval_batch: int = Field(1000, ge=1)
-    cache_dir: str | None = None
-
-
-class OlfactionConfig(Params):
-    run: OlfactionRunParams = Field(default_factory=OlfactionRunParams)
-    data: dict[str, Any] = Field(default_factory=dict)
-    model: OlfactionNetParams = Field(default_factory=OlfactionNetParams)
-    ann: WangANNParams = Field(default_factory=WangANNParams)
-
-    def resolved(self) -> OlfactionConfig:
-        """Layer sizes from ``run.kc``, classes from the preset, ``stdp_block_idx`` from the mode
-        (hybrid without a list: the last block, as the original)."""
-        dp = odata.preset(self.run.preset, **self.data)
-        sizes = [dp.n_or, *self.model.layer_sizes[1:-1], self.run.kc]
-        stdp = list(self.model.stdp_block_idx)
-        if self.run.mode == "hybrid" and not stdp:
-            stdp = [len(sizes) - 2]  # the last block
-        if self.run.mode == "decolle":
-            stdp = []
-        model = self.model.replace(layer_sizes=sizes, n_class=dp.n_class, stdp_block_idx=stdp)
-        ann = self.ann.replace(layer_sizes=sizes, n_class=dp.n_class)
-        return self.replace(model=model, ann=ann)
+__all__ = ["KC_SIZES", "MODES", "SPEC", "OlfactionConfig", "Trainer", "run_in", "split_data"]
 
 
 def split_data(cfg: OlfactionConfig) -> dict[str, np.ndarray]:
@@ -178,68 +131,44 @@ class Trainer:
         return [self.net.effective(b).numpy().copy() for b in range(self.cfg.model.n_blocks)]
 
 
-def _check_resume(out: Path, cfg: OlfactionConfig) -> dict | None:
-    if not checkpoint_exists(out / "checkpoint"):
-        return None
-    arrays, meta = load_checkpoint(out / "checkpoint")
-    saved = meta.get("config", {})
-    now = cfg.to_dict()
-    for section in ("data", "model", "ann"):
-        if saved.get(section) != now[section]:
-            raise ConfigError(f"{out} holds a run with different [{section}] settings; use another --out or --fresh")
-    for key in (
-        "preset",
-        "kc",
-        "mode",
-        "seed",
-        "batch_size",
-        "lr",
-        "ann_lr",
-        "optimizer",
-        "val_fraction",
-        "train_limit",
-    ):
-        if saved.get("run", {}).get(key) != now["run"][key]:
-            raise ConfigError(
-                f"{out} holds a run with run.{key} = {saved['run'].get(key)!r}, not {now['run'][key]!r}; "
-                "use another --out or --fresh"
-            )
-    return {"arrays": arrays, "meta": meta}
+def run_in(rd: RunDir) -> dict:
+    """Train (or resume) in the opened run directory ``rd`` and write ``results.json``, the
+    checkpoint and the plots there."""
+    cfg = rd.cfg.resolved()
+    out = rd.path
 
+    def log(msg: str) -> None:
+        if not rd.quiet:
+            print(msg, flush=True)
 
-def run_experiment(cfg: OlfactionConfig, out: str | Path, *, plots: bool = True, log=print) -> dict:
-    """Train (or resume) and write ``results.json``, ``checkpoint.*`` and the plots into ``out``."""
-    cfg = cfg.resolved()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(cfg.run.threads)
     data = split_data(cfg)
     trainer = Trainer(cfg)
     hist = {"epoch": [], "train_loss": [], "train_acc": [], "val_acc": [], "test_acc": [], "seconds": []}
     start_epoch = 0
-    resumed = _check_resume(out, cfg)
-    if resumed:
-        trainer.load(resumed["arrays"])
-        hist = resumed["meta"]["history"]
+    if rd.has_checkpoint("checkpoint"):
+        arrays, meta = rd.load_checkpoint("checkpoint")
+        trainer.load(arrays)
+        hist = meta["history"]
         start_epoch = len(hist["epoch"])
         log(f"resuming {out} after epoch {start_epoch}")
     n_train = len(data["x_train"])
     n_epochs = cfg.run.ann_epochs if cfg.run.mode == "ann" else cfg.run.epochs
-    for epoch in range(start_epoch, n_epochs):
-        t0 = time.perf_counter()
-        loss, train_acc = trainer.train_epoch(data["x_train"], data["y_train"], epoch)
-        seconds = time.perf_counter() - t0
-        val_acc = float((trainer.predict(data["x_val"]) == data["y_val"]).mean())
-        test_acc = float((trainer.predict(data["x_test"], 1) == data["y_test"]).mean())
-        for k, v in zip(hist, (epoch + 1, loss, train_acc, val_acc, test_acc, seconds)):
-            hist[k].append(v)
-        log(
-            f"epoch {epoch + 1}/{n_epochs}: loss {loss:.4f} train {train_acc:.4f} val {val_acc:.4f} "
-            f"test {test_acc:.4f} ({n_train / seconds:.1f} samples/s)"
-        )
-        save_checkpoint(out / "checkpoint", trainer.tensors(), {"config": cfg.to_dict(), "history": hist})
-    results = report.summarise(cfg, trainer, hist, n_train)
-    atomic_write_json(out / "results.json", results)
-    if plots:
+    with rd.interrupts() as stop:
+        for epoch in range(start_epoch, n_epochs):
+            t0 = time.perf_counter()
+            loss, train_acc = trainer.train_epoch(data["x_train"], data["y_train"], epoch)
+            seconds = time.perf_counter() - t0
+            val_acc = float((trainer.predict(data["x_val"]) == data["y_val"]).mean())
+            test_acc = float((trainer.predict(data["x_test"], 1) == data["y_test"]).mean())
+            for k, v in zip(hist, (epoch + 1, loss, train_acc, val_acc, test_acc, seconds)):
+                hist[k].append(v)
+            log(
+                f"epoch {epoch + 1}/{n_epochs}: loss {loss:.4f} train {train_acc:.4f} val {val_acc:.4f} "
+                f"test {test_acc:.4f} ({n_train / seconds:.1f} samples/s)"
+            )
+            rd.save_checkpoint("checkpoint", trainer.tensors(), {"history": hist})
+            stop.check()
+    results = rd.write_results(report.summarise(cfg, trainer, hist, n_train), engine="olfaction-closed-form")
+    if cfg.run.plots:
         report.make_plots(cfg, trainer, hist, data, out, results)
     return results

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import platform
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .. import __version__
 from ..evaluation.olfaction_metrics import glo_score_effective, glo_score_orn, k_all
 from ..plotting import olfaction as oplot
 
@@ -44,13 +42,7 @@ def summarise(cfg, trainer, hist: dict, n_train: int) -> dict:
         "connectivity_note": "measured on the weights after the last epoch",
         "history": hist,
         "seed": cfg.run.seed,
-        "config": cfg.to_dict(),
-        "versions": {
-            "spikeforge": __version__,
-            "torch": torch.__version__,
-            "numpy": np.__version__,
-            "python": platform.python_version(),
-        },
+        "resolved_model": cfg.model.to_dict() if cfg.run.mode != "ann" else cfg.ann.to_dict(),
     }
 
 
@@ -101,7 +93,7 @@ ORIGINAL = {
 
 def write_table(rows: list[dict], out: Path, preset: str) -> str:
     """``table.md``, ``table.json`` and ``table.png`` (test accuracy by KC size and mode)."""
-    from ..io.checkpoint import atomic_write_json, atomic_write_text
+    from ..io.atomic import atomic_write_json, atomic_write_text
 
     lines = [
         "| KC | mode | test accuracy | original report | best epoch | GloScore (ORN) | K (0.02) | K (1/N_KC) "

@@ -1,178 +1,57 @@
-"""Checkpoints (safetensors + JSON) and atomic file writes.
+"""Checkpoints: arrays and their metadata in ONE safetensors file, switched atomically.
 
-A checkpoint named ``<prefix>`` is two files side by side:
+A checkpoint named ``<prefix>`` is the file ``<prefix>.safetensors``: the arrays in the safetensors
+format (no pickle anywhere, on save or on load) and, in the file's header, the JSON record
+``{"meta": <your meta dict>, "checkpoint": {...}}`` where ``checkpoint`` records the format version,
+the creation time (UTC), the versions of spikeforge, torch, numpy, safetensors and Python, the
+name/dtype/shape of every array and the SHA-256 of the arrays' bytes.
 
-``<prefix>.safetensors``
-    the arrays, in the safetensors format (no pickle anywhere, on save or on load);
-``<prefix>.json``
-    ``{"meta": <your meta dict>, "checkpoint": {...}}`` where ``checkpoint`` records the format
-    version, the creation time (UTC, ISO 8601), the versions of spikeforge, torch, numpy,
-    safetensors and Python, the name/dtype/shape of every array, and the SHA-256 of the
-    ``.safetensors`` file.
+Saving writes a temporary file, reads it back and verifies it, keeps the checkpoint it replaces as
+``<prefix>.prev.safetensors`` (a hard link, so the switch costs no copy), and renames the new file
+into place: one rename switches arrays and metadata together, so a run killed at any moment leaves
+a complete checkpoint (the new one, or the old one plus its predecessor). Loading verifies the
+checksum and, if the current file is missing or corrupt, falls back to the previous one with a
+:class:`CheckpointFallbackWarning`.
 
-Every file is written atomically: to a temporary file in the same directory, flushed and fsynced,
-then renamed over the target with :func:`os.replace`. A run killed at any moment therefore leaves
-either the old file or the new one, never a half-written one. The two files of a checkpoint are
-renamed one after the other (arrays first); the SHA-256 in the JSON lets :func:`load_checkpoint`
-detect the one-in-a-million case of a kill between the two renames, and say so.
+Format version 1 (``<prefix>.safetensors`` + ``<prefix>.json``, written by spikeforge <= 0.1.0) is
+still read; the next save replaces it with the single-file format.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import hashlib
 import json
 import os
 import platform
-import secrets
-from collections.abc import Iterator, Mapping
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from ..config import ConfigError
+from .atomic import atomic_writer, to_json_text
 
 FORMAT_NAME = "spikeforge-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 DEFAULT_NAME = "checkpoint"
+_HEADER_KEY = "spikeforge"
 
 
 class CheckpointError(ConfigError):
     """A checkpoint is missing, corrupt, or does not match what the caller expects."""
 
 
-# --------------------------------------------------------------------------------------------
-# atomic writes
-# --------------------------------------------------------------------------------------------
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename durable on POSIX file systems; silently skipped where unsupported."""
-    if os.name != "posix":
-        return
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def atomic_writer(path: str | os.PathLike[str], mode: str = "wb", encoding: str | None = None) -> Iterator[IO[Any]]:
-    """Open a temporary file next to ``path``; on a clean exit, fsync it and rename it to ``path``.
-
-    If the body raises, the temporary file is deleted and ``path`` is left untouched. The open
-    file's ``name`` attribute is the temporary path, so the body may re-read what it wrote (for
-    example to verify a checksum) before the rename happens. Parent directories are created.
-    """
-    if mode not in ("wb", "w"):
-        raise ValueError(f"atomic_writer mode must be 'wb' or 'w', not {mode!r}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Not tempfile.mkstemp: it creates mode 0600 files, and the renamed result should get the
-    # usual permissions (0666 minus the umask), like any file the user writes.
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    for _ in range(100):
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
-        try:
-            fd = os.open(tmp, flags, 0o666)
-            break
-        except FileExistsError:
-            continue
-    else:  # pragma: no cover
-        raise OSError(f"could not create a temporary file next to {path}")
-    os.close(fd)
-    try:  # reopened by name so that fh.name is the temporary path
-        if mode == "w":
-            fh: IO[Any] = open(tmp, "w", encoding=encoding or "utf-8", newline="\n")
-        else:
-            fh = open(tmp, "wb")
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    try:
-        with fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically; returns the path."""
-    with atomic_writer(path, "wb") as fh:
-        fh.write(data)
-    return Path(path)
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` (UTF-8, ``\\n`` line endings) to ``path`` atomically; returns the path."""
-    with atomic_writer(path, "w") as fh:
-        fh.write(text)
-    return Path(path)
-
-
-def _json_default(obj: Any) -> Any:
-    """Turn the non-JSON values that commonly end up in results into JSON ones."""
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    if isinstance(obj, (set, frozenset)):
-        return sorted(obj)
-    if isinstance(obj, (_dt.datetime, _dt.date)):
-        return obj.isoformat()
-    to_dict = getattr(obj, "to_dict", None) or getattr(obj, "model_dump", None)
-    if callable(to_dict):  # spikeforge Params and other pydantic models
-        return to_dict()
-    if type(obj).__module__.startswith("torch") and hasattr(obj, "tolist"):
-        return obj.tolist()
-    raise TypeError(f"value of type {type(obj).__name__} is not JSON serialisable")
-
-
-def to_json_text(obj: Any) -> str:
-    """``obj`` as indented JSON text (numpy scalars/arrays, paths, pydantic models allowed).
-
-    Raises :class:`ConfigError` naming the offending value's type if something cannot be stored,
-    and for NaN/infinity, which JSON cannot represent (store them as strings or None)."""
-    try:
-        return json.dumps(obj, indent=2, default=_json_default, allow_nan=False) + "\n"
-    except (TypeError, ValueError) as err:
-        raise ConfigError(
-            f"cannot write as JSON: {err}. Convert the value to a number, string, list or dict "
-            "(NaN and infinity must become strings or None)"
-        ) from None
-
-
-def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
-    """Write ``obj`` as indented JSON to ``path`` atomically; returns the path.
-
-    numpy scalars and arrays, paths, sets, datetimes and pydantic models (``Params``) are
-    converted; anything else that JSON cannot hold raises :class:`ConfigError`."""
-    return atomic_write_text(path, to_json_text(obj))
-
-
-# --------------------------------------------------------------------------------------------
-# checkpoints
-# --------------------------------------------------------------------------------------------
+class CheckpointFallbackWarning(UserWarning):
+    """The current checkpoint was unusable and the previous one was loaded instead."""
 
 
 class CheckpointPaths(NamedTuple):
-    tensors: Path
-    meta: Path
+    tensors: Path  # <prefix>.safetensors: the checkpoint
+    meta: Path  # <prefix>.json: the metadata of a format-1 checkpoint (not written any more)
+    previous: Path  # <prefix>.prev.safetensors: the checkpoint before the last save
 
 
 def checkpoint_paths(path_dir_or_prefix: str | os.PathLike[str]) -> CheckpointPaths:
@@ -180,8 +59,7 @@ def checkpoint_paths(path_dir_or_prefix: str | os.PathLike[str]) -> CheckpointPa
 
     - an existing directory ``d`` (or a path ending with a separator) -> ``d/checkpoint.*``;
     - ``x.safetensors`` or ``x.json`` -> ``x.*``;
-    - anything else is a prefix: ``runs/a/step100`` -> ``runs/a/step100.safetensors`` and
-      ``runs/a/step100.json``.
+    - anything else is a prefix: ``runs/a/step100`` -> ``runs/a/step100.safetensors``.
     """
     text = os.fspath(path_dir_or_prefix)
     if not text:
@@ -193,13 +71,18 @@ def checkpoint_paths(path_dir_or_prefix: str | os.PathLike[str]) -> CheckpointPa
         prefix = p.with_suffix("")
     else:
         prefix = p
-    return CheckpointPaths(prefix.with_name(prefix.name + ".safetensors"), prefix.with_name(prefix.name + ".json"))
+    name = prefix.name
+    return CheckpointPaths(
+        prefix.with_name(name + ".safetensors"),
+        prefix.with_name(name + ".json"),
+        prefix.with_name(name + ".prev.safetensors"),
+    )
 
 
 def checkpoint_exists(path_dir_or_prefix: str | os.PathLike[str]) -> bool:
-    """True when both files of the checkpoint exist (use before resuming)."""
+    """True when the checkpoint (or the previous one it falls back to) exists."""
     paths = checkpoint_paths(path_dir_or_prefix)
-    return paths.tensors.is_file() and paths.meta.is_file()
+    return paths.tensors.is_file() or paths.previous.is_file()
 
 
 def _to_numpy(name: str, value: Any) -> np.ndarray:
@@ -248,15 +131,24 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def _arrays_sha256(arrays: Mapping[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}:{a.dtype.str}:{a.shape};".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
 def save_checkpoint(
     path_dir_or_prefix: str | os.PathLike[str], tensors: Mapping[str, Any], meta: Mapping[str, Any] | None = None
 ) -> CheckpointPaths:
-    """Save arrays and a JSON-serialisable ``meta`` dict as ``<prefix>.safetensors`` + ``.json``.
+    """Save arrays and a JSON-serialisable ``meta`` dict as one file ``<prefix>.safetensors``.
 
     ``tensors`` maps names to numpy arrays or torch tensors (moved to CPU; bool/int/float dtypes).
     ``meta`` typically holds the config (``Params.to_dict()``) and the training position needed
-    to resume. Both files are written atomically (see the module docstring); parent directories
-    are created. Returns the two paths.
+    to resume. The new file is verified before it replaces the old one, which is kept as
+    ``<prefix>.prev.safetensors`` (see the module docstring). Returns the paths.
     """
     from safetensors.numpy import save as st_save
 
@@ -268,68 +160,169 @@ def save_checkpoint(
         if not isinstance(name, str) or not name:
             raise CheckpointError(f"tensor names must be non-empty strings, got {name!r}")
         arrays[name] = _to_numpy(name, value)
-    meta = dict(meta or {})
-    data = st_save(arrays, metadata={"format": FORMAT_NAME})
     record = {
-        "meta": meta,
+        "meta": dict(meta or {}),
         "checkpoint": {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
             "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "versions": _versions(),
             "tensors": {k: {"dtype": str(v.dtype), "shape": list(v.shape)} for k, v in arrays.items()},
-            "tensors_file": paths.tensors.name,
-            "tensors_sha256": hashlib.sha256(data).hexdigest(),
+            "arrays_sha256": _arrays_sha256(arrays),
         },
     }
-    text = to_json_text(record)  # fail on bad meta before touching any file
-    atomic_write_bytes(paths.tensors, data)
-    atomic_write_text(paths.meta, text)
+    text = to_json_text(record)  # fails on bad meta before touching any file
+    data = st_save(arrays, metadata={"format": FORMAT_NAME, _HEADER_KEY: text})
+    with atomic_writer(paths.tensors, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        _read_v2(Path(fh.name))  # verify what is on disk before it replaces anything
+        _keep_previous(paths)
+    paths.meta.unlink(missing_ok=True)  # a format-1 sidecar is superseded by the new file
     return paths
 
 
-def _read_record(paths: CheckpointPaths) -> dict[str, Any]:
-    if not paths.meta.is_file():
-        hint = (
-            (
-                f" (its arrays file {paths.tensors} exists: the run was probably killed while "
-                "saving; use an earlier checkpoint)"
-            )
-            if paths.tensors.is_file()
-            else ""
-        )
-        raise CheckpointError(
-            f"checkpoint metadata {paths.meta} does not exist{hint}. "
-            "Check the path, or train again to create the checkpoint"
-        )
+def _keep_previous(paths: CheckpointPaths) -> None:
+    """Make the current checkpoint (if sound) the previous one, without copying its bytes."""
+    if not paths.tensors.is_file():
+        return
     try:
-        record = json.loads(paths.meta.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        arrays, record = _load_any(paths.tensors, paths.meta, verify=True)
+    except CheckpointError:
+        return  # never replace a good previous checkpoint by a bad current one
+    tmp = paths.previous.with_name(f".{paths.previous.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    if record["checkpoint"].get("format_version", 1) < 2:  # format 1: keep it as one file
+        from safetensors.numpy import save as st_save
+
+        record["checkpoint"].update(format_version=FORMAT_VERSION, arrays_sha256=_arrays_sha256(arrays))
+        tmp.write_bytes(st_save(arrays, metadata={"format": FORMAT_NAME, _HEADER_KEY: to_json_text(record)}))
+    else:
+        try:
+            os.link(paths.tensors, tmp)
+        except OSError:  # file systems without hard links
+            import shutil
+
+            shutil.copyfile(paths.tensors, tmp)
+    os.replace(tmp, paths.previous)
+
+
+def _header(path: Path) -> dict[str, str]:
+    """The safetensors header's ``__metadata__`` of ``path`` (without reading the arrays)."""
+    try:
+        with path.open("rb") as fh:
+            n = int.from_bytes(fh.read(8), "little")
+            if not 0 < n < 100_000_000:
+                raise ValueError(f"header length {n}")
+            header = json.loads(fh.read(n))
+        meta = header.get("__metadata__") or {}
+        return meta if isinstance(meta, dict) else {}
+    except (OSError, ValueError, UnicodeDecodeError) as err:
         raise CheckpointError(
-            f"checkpoint metadata {paths.meta} is corrupt (not valid JSON: "
-            f"{err}). Use an earlier checkpoint or train again"
+            f"checkpoint {path} is corrupt ({err}). Use an earlier checkpoint or train again"
         ) from None
+
+
+def _record_from_text(text: str, where: Path) -> dict[str, Any]:
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"checkpoint metadata in {where} is corrupt (not valid JSON: {err})") from None
     if (
         not isinstance(record, dict)
         or not isinstance(record.get("checkpoint"), dict)
         or record["checkpoint"].get("format") != FORMAT_NAME
     ):
         raise CheckpointError(
-            f"{paths.meta} is not a spikeforge checkpoint file (no "
-            f"'checkpoint.format' = '{FORMAT_NAME}'). Check the path"
+            f"{where} is not a spikeforge checkpoint file (no 'checkpoint.format' = '{FORMAT_NAME}'). Check the path"
         )
     version = record["checkpoint"].get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise CheckpointError(
-            f"{paths.meta} has checkpoint format version {version!r}; this "
-            f"spikeforge reads versions up to {FORMAT_VERSION}. Upgrade spikeforge"
+            f"{where} has checkpoint format version {version!r}; this spikeforge reads versions up to "
+            f"{FORMAT_VERSION}. Upgrade spikeforge"
         )
     return record
 
 
+def _st_load(data: bytes, path: Path) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load as st_load
+
+    try:
+        return dict(st_load(data))
+    except Exception as err:  # safetensors raises its own SafetensorError
+        raise CheckpointError(
+            f"checkpoint arrays file {path} is corrupt ({err}). Use an earlier checkpoint or train again"
+        ) from None
+
+
+def _read_v2(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    header = _header(path)
+    if _HEADER_KEY not in header:
+        raise CheckpointError(f"{path} holds no spikeforge metadata")
+    record = _record_from_text(header[_HEADER_KEY], path)
+    arrays = _st_load(path.read_bytes(), path)
+    want = record["checkpoint"].get("arrays_sha256")
+    if want and _arrays_sha256(arrays) != want:
+        raise CheckpointError(f"checkpoint {path} is corrupt (the arrays' SHA-256 differs from the one it records)")
+    return arrays, record
+
+
+def _read_v1(tensors: Path, meta: Path, verify: bool) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    if not meta.is_file():
+        raise CheckpointError(
+            f"{tensors} is a format-1 checkpoint whose metadata {meta} does not exist. "
+            "Restore it (copy both files together), or use another checkpoint"
+        )
+    try:
+        text = meta.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise CheckpointError(f"checkpoint metadata {meta} is corrupt ({err})") from None
+    record = _record_from_text(text, meta)
+    data = tensors.read_bytes()
+    info = record["checkpoint"]
+    if verify and info.get("tensors_sha256") and hashlib.sha256(data).hexdigest() != info["tensors_sha256"]:
+        raise CheckpointError(
+            f"checkpoint arrays file {tensors} does not match its metadata {meta} "
+            "(SHA-256 differs): the file is corrupt or the two files come from different saves. "
+            "Use an earlier checkpoint, or pass verify=False to load it anyway"
+        )
+    return _st_load(data, tensors), record
+
+
+def _load_any(tensors: Path, meta: Path, verify: bool) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    if not tensors.is_file():
+        raise CheckpointError(f"checkpoint {tensors} does not exist")
+    if _HEADER_KEY in _header(tensors):
+        return _read_v2(tensors)
+    return _read_v1(tensors, meta, verify)
+
+
+def _load_record(
+    path_dir_or_prefix: str | os.PathLike[str], verify: bool = True
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    paths = checkpoint_paths(path_dir_or_prefix)
+    if not paths.tensors.is_file() and not paths.previous.is_file():
+        hint = f" (only its format-1 metadata {paths.meta.name} is there)" if paths.meta.is_file() else ""
+        raise CheckpointError(
+            f"no checkpoint at {paths.tensors.with_suffix('')} (expected {paths.tensors.name} in "
+            f"{paths.tensors.parent}){hint}. Check the path, or train first to create it"
+        )
+    try:
+        return _load_any(paths.tensors, paths.meta, verify)
+    except CheckpointError as err:
+        if not paths.previous.is_file():
+            raise
+        arrays, record = _load_any(paths.previous, paths.meta, verify=True)
+        warnings.warn(
+            CheckpointFallbackWarning(f"{err}; loaded the previous checkpoint {paths.previous} instead"), stacklevel=3
+        )
+        return arrays, record
+
+
 def read_checkpoint_info(path_dir_or_prefix: str | os.PathLike[str]) -> dict[str, Any]:
-    """The ``checkpoint`` record of a checkpoint's JSON (versions, creation time, tensor shapes)."""
-    return _read_record(checkpoint_paths(path_dir_or_prefix))["checkpoint"]
+    """The ``checkpoint`` record of a checkpoint (versions, creation time, tensor shapes)."""
+    return _load_record(path_dir_or_prefix)[1]["checkpoint"]
 
 
 def load_checkpoint(
@@ -338,42 +331,14 @@ def load_checkpoint(
     """Load a checkpoint saved by :func:`save_checkpoint`: ``(arrays, meta)``.
 
     ``arrays`` are numpy arrays (convert with ``torch.from_numpy``); ``meta`` is the dict that was
-    saved (versions and timestamp are in :func:`read_checkpoint_info`). No pickle is involved.
-    With ``verify`` (default) the arrays file's SHA-256 must match the one in the JSON; a
-    mismatch, a missing file or a corrupt file raises :class:`CheckpointError` saying what to do.
+    saved (versions and timestamp are in :func:`read_checkpoint_info`). No pickle is involved. The
+    checksum is always verified for the current format (``verify`` applies to format 1); a missing
+    or corrupt checkpoint falls back to the previous one with a :class:`CheckpointFallbackWarning`,
+    and raises :class:`CheckpointError` saying what to do when there is none.
     """
-    from safetensors.numpy import load as st_load
-
-    paths = checkpoint_paths(path_dir_or_prefix)
-    if not paths.tensors.is_file() and not paths.meta.is_file():
-        raise CheckpointError(
-            f"no checkpoint at {paths.tensors.with_suffix('')} (expected "
-            f"{paths.tensors.name} and {paths.meta.name} in {paths.tensors.parent}). "
-            "Check the path, or train first to create it"
-        )
-    record = _read_record(paths)
-    if not paths.tensors.is_file():
-        raise CheckpointError(
-            f"checkpoint arrays file {paths.tensors} does not exist (its "
-            f"metadata {paths.meta} does). Copy both files together, or use "
-            "another checkpoint"
-        )
-    data = paths.tensors.read_bytes()
-    info = record["checkpoint"]
-    if verify and info.get("tensors_sha256") and hashlib.sha256(data).hexdigest() != info["tensors_sha256"]:
-        raise CheckpointError(
-            f"checkpoint arrays file {paths.tensors} does not match its metadata {paths.meta} "
-            "(SHA-256 differs): the file is corrupt or the two files come from different saves. "
-            "Use an earlier checkpoint, or pass verify=False to load it anyway"
-        )
-    try:
-        arrays = st_load(data)
-    except Exception as err:  # safetensors raises its own SafetensorError
-        raise CheckpointError(
-            f"checkpoint arrays file {paths.tensors} is corrupt ({err}). Use an earlier checkpoint or train again"
-        ) from None
+    arrays, record = _load_record(path_dir_or_prefix, verify)
     meta = record.get("meta")
-    return dict(arrays), dict(meta) if isinstance(meta, dict) else {}
+    return arrays, dict(meta) if isinstance(meta, dict) else {}
 
 
 def check_shapes(

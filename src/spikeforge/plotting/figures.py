@@ -19,10 +19,14 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ..io.checkpoint import atomic_write_bytes
+from ..io.atomic import atomic_write_bytes
 
 #: Largest side of a figure, in inches; big grids get more dots per inch instead.
 MAX_SIDE_IN = 12.0
+#: Most points drawn per curve; longer curves are thinned evenly.
+MAX_CURVE_POINTS = 2000
+#: Most example boundaries drawn as lines in a raster; more are marked as ticks on the top axis.
+MAX_BOUNDARY_LINES = 40
 #: Approximate width in pixels of a weight grid with few neurons (each weight drawn k x k).
 TARGET_GRID_PX = 1000
 
@@ -237,11 +241,15 @@ def plot_curves(
     *,
     title: str | None = None,
     x: Sequence[float] | Mapping[str, Sequence[float]] | None = None,
+    logy: bool = False,
 ) -> Path:
-    """Line plot of named series (``{"train accuracy": [...], ...}``).
+    """Line plot of named series (``{"train accuracy": [...], ...}``), readable at any length.
 
     ``x`` gives the horizontal positions, shared (one sequence) or per curve (a mapping); by default
-    a curve's points are at 1, 2, 3, ... Points are marked when a curve has 30 points or fewer.
+    a curve's points are at 1, 2, 3, ... Points are marked when a curve has 30 points or fewer (so
+    one point is a visible marker, not an invisible line); a curve of more than
+    :data:`MAX_CURVE_POINTS` points is thinned to that many, evenly, keeping the first and the last.
+    ``logy`` draws the vertical axis on a log scale (when every value is positive).
     """
     if not isinstance(curves, Mapping) or not curves:
         raise ValueError("curves must be a non-empty dict of name -> list of values")
@@ -256,9 +264,14 @@ def plot_curves(
         xs = np.arange(1, y.size + 1) if xs is None else _to_numpy(xs, f"x of '{name}'").ravel()
         if xs.size != y.size:
             raise ValueError(f"curve '{name}' has {y.size} values but {xs.size} x positions")
+        if y.size > MAX_CURVE_POINTS:
+            keep = np.unique(np.linspace(0, y.size - 1, MAX_CURVE_POINTS).round().astype(int))
+            xs, y = xs[keep], y[keep]
         ax.plot(xs, y, label=str(name), marker="o" if y.size <= 30 else None, markersize=3.5, linewidth=1.4)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
+    if logy and all(np.all(_to_numpy(v, "curve") > 0) for v in curves.values()):
+        ax.set_yscale("log")
     if title:
         ax.set_title(title, fontsize=11)
     ax.grid(True, alpha=0.3)
@@ -277,17 +290,23 @@ def plot_raster(
     title: str = "spike raster",
     boundaries_ms: Sequence[float] = (),
 ) -> Path:
-    """A spike raster: one dot per spike at (time, neuron); optional vertical lines (e.g. where
-    examples start)."""
+    """A spike raster: one dot per spike at (time, neuron), dots smaller as spikes get many;
+    optional example boundaries: lines for up to :data:`MAX_BOUNDARY_LINES` of them, else short
+    ticks on the top axis, so that the spikes stay visible."""
     t = _to_numpy(steps, "steps").ravel() * dt_ms
     j = _to_numpy(neurons, "neurons").ravel()
     if t.shape != j.shape:
         raise ValueError(f"steps and neurons differ in length ({t.size} vs {j.size})")
     fig = Figure(figsize=(8.0, 4.0))
     ax = fig.add_subplot(1, 1, 1)
-    ax.scatter(t, j, s=4, color="#222222", linewidths=0)
-    for b in boundaries_ms:
-        ax.axvline(b, color="#c0392b", linewidth=0.6, alpha=0.6)
+    size = float(np.clip(4.0 * np.sqrt(2000.0 / max(t.size, 1)), 0.2, 4.0))
+    ax.scatter(t, j, s=size, color="#222222", linewidths=0)
+    bounds = list(boundaries_ms)
+    if len(bounds) <= MAX_BOUNDARY_LINES:
+        for b in bounds:
+            ax.axvline(b, color="#c0392b", linewidth=0.6, alpha=0.6)
+    else:
+        ax.plot(bounds, np.ones(len(bounds)), "|", color="#c0392b", ms=4, transform=ax.get_xaxis_transform())
     ax.set_xlabel("time (ms)")
     ax.set_ylabel("neuron")
     if n_neurons:

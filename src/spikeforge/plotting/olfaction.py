@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 
 
 def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
-    from ..io.checkpoint import atomic_writer
+    from ..io.atomic import atomic_writer
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ..io.checkpoint import atomic_write_bytes
+from ..io.atomic import atomic_write_bytes
 
 
 def plot_reconstructions(

@@ -1,0 +1,198 @@
+"""The experiment scaffold: one config merge, one source for each default, shared flags with help
+and defaults, provenance in results.json."""
+
+import argparse
+import json
+
+import pytest
+
+from spikeforge.cli.main import build_parser, main
+from spikeforge.config import ConfigError, get_path
+from spikeforge.experiments.scaffold import resolve_config
+from spikeforge.io import load_checkpoint
+
+TINY = [
+    "--train-examples",
+    "12",
+    "--label-examples",
+    "10",
+    "--test-examples",
+    "10",
+    "--quiet",
+    "--set",
+    "model.protocol.example_ms=60",
+    "--set",
+    "model.protocol.rest_ms=20",
+]
+
+
+def _specs():
+    from spikeforge.experiments.diehl_cook_config import SPEC as DC
+
+    specs = [DC]
+    try:
+        from spikeforge.experiments.event_stdp_config import SPEC as ES
+
+        specs.append(ES)
+    except ImportError:
+        pass
+    try:
+        from spikeforge.experiments.tha.config import MNIST_SPEC, SPIKE_TIMING_SPEC
+
+        specs += [MNIST_SPEC, SPIKE_TIMING_SPEC]
+    except ImportError:
+        pass
+    return specs
+
+
+def test_set_of_the_model_size_is_the_size_that_runs(tmp_path):
+    out = tmp_path / "r"
+    assert main(["diehl-cook", "train", "--out", str(out), "--set", "model.network.n_neurons=7", *TINY]) == 0
+    arrays, meta = load_checkpoint(out / "checkpoint")
+    assert arrays["weights"].shape == (784, 7) and meta["model"]["network"]["n_neurons"] == 7
+
+
+@pytest.mark.parametrize(
+    "override, needles",
+    [
+        ("modle.exc.refractory_ms=50", ["'modle'", "model, run"]),
+        ("model.exc.refractory=50", ["'model.exc.refractory'", "refractory_ms"]),
+        ("model.exc.refractory_ms.x=1", ["is a value, not a section"]),
+    ],
+)
+def test_a_typo_at_any_depth_of_set_is_named_with_the_allowed_keys(tmp_path, capsys, override, needles):
+    assert main(["diehl-cook", "run", "--out", str(tmp_path / "r"), "--set", override]) == 2
+    err = capsys.readouterr().err
+    for n in needles:
+        assert n in err, err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    "text, needles",
+    [
+        ("model = 5\n", ["'model' is a section", "5"]),
+        ("[modle.exc]\nrefractory_ms = 5\n", ["'modle'", "allowed keys: model, run"]),
+        ("[model.exc]\ntau_m = 100\n", ["model.exc.tau_m", "tau_m_ms"]),
+    ],
+)
+def test_config_file_keys_are_checked_at_every_depth(tmp_path, capsys, text, needles):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(text)
+    assert main(["diehl-cook", "run", "--out", str(tmp_path / "r"), "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert str(cfg) in err
+    for n in needles:
+        assert n in err, err
+
+
+def test_config_that_is_a_directory_says_so(tmp_path, capsys):
+    assert main(["diehl-cook", "run", "--out", str(tmp_path / "r"), "--config", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+
+
+def test_config_file_sets_one_key_of_a_section_and_keeps_the_others():
+    from spikeforge.experiments.diehl_cook_config import SPEC
+
+    default = SPEC.default_config()
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as fh:
+        fh.write("[model.exc]\ntheta_plus_mv = 0.025\n")
+    cfg = resolve_config(SPEC, config_file=fh.name)
+    assert cfg.model.exc.theta_plus_mv == 0.025
+    assert cfg.model.exc.replace(theta_plus_mv=default.model.exc.theta_plus_mv) == default.model.exc
+
+
+def _leaves(d, prefix=""):
+    for k, v in d.items():
+        if isinstance(v, dict):
+            yield from _leaves(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}", v
+
+
+@pytest.mark.parametrize("spec", _specs(), ids=lambda s: s.name)
+def test_packaged_toml_agrees_with_the_parameter_objects(spec):
+    """One source for each default: where a key is both in the packaged TOML and a default of the
+    Python parameter objects, the two agree."""
+    toml = spec.default_dict()
+    schema_default = spec.schema.from_dict({}).to_dict() if _constructible(spec) else None
+    if schema_default is None:
+        pytest.skip("schema has required fields")
+    validated = spec.default_config().to_dict()  # the TOML's values, typed by the schema
+    bad = []
+    for key, _ in _leaves(toml):
+        py = get_path(schema_default, key, default=KeyError)
+        if py is KeyError:
+            continue
+        value = get_path(validated, key)
+        if py != value:
+            bad.append(f"{key}: TOML {value!r}, Python {py!r}")
+    assert not bad, bad
+
+
+def _constructible(spec):
+    try:
+        spec.schema.from_dict({})
+        return True
+    except ConfigError:
+        return False
+
+
+def _subparsers(parser):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield name, sub
+                yield from ((f"{name} {n}", s) for n, s in _subparsers(sub))
+
+
+MIGRATED = ("diehl-cook", "event-stdp", "tha")
+
+
+def test_every_flag_has_help_and_shows_its_default():
+    missing = []
+    for name, sub in _subparsers(build_parser()):
+        if not name.startswith(MIGRATED):
+            continue
+        for action in sub._actions:
+            if not action.option_strings or action.option_strings[0] in ("-h", "--help"):
+                continue
+            text = action.help or ""
+            if not text or "default" not in text:
+                missing.append(f"{name} {action.option_strings[0]}: {text!r}")
+    assert not missing, "\n".join(missing)
+
+
+def test_results_record_provenance(tmp_path):
+    out = tmp_path / "r"
+    assert main(["diehl-cook", "run", "--out", str(out), "--neurons", "4", "--no-plot", *TINY]) == 0
+    prov = json.loads((out / "results.json").read_text())["provenance"]
+    for key in ("spikeforge", "git", "python", "numpy", "numba", "torch", "cpu", "threads", "engine"):
+        assert key in prov, key
+    assert prov["engine"] == "numba" and prov["threads"]["cpu_count"] >= 1
+    if prov["git"] is not None:
+        assert len(prov["git"]["commit"]) == 40 and isinstance(prov["git"]["dirty"], bool)
+
+
+def test_show_config_prints_the_resolved_toml_and_creates_nothing(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["diehl-cook", "run", "--out", str(out), "--neurons", "12", "--show-config"]) == 0
+    text = capsys.readouterr().out
+    assert "[model.network]" in text and "n_neurons = 12" in text
+    assert not out.exists()
+
+
+def test_event_stdp_config_file_setting_one_excitatory_key_keeps_the_others(tmp_path):
+    from spikeforge.experiments.event_stdp import load_config
+
+    cfg_file = tmp_path / "c.toml"
+    cfg_file.write_text("[layer.excitatory]\ntau_m_ms = 12.0\n")
+    base = load_config()
+    cfg = load_config(cfg_file)
+    assert cfg.layer.excitatory.tau_m_ms == 12.0
+    assert cfg.layer.excitatory.replace(tau_m_ms=base.layer.excitatory.tau_m_ms) == base.layer.excitatory
+    assert cfg.layer.replace(excitatory=base.layer.excitatory) == base.layer
+    # the same change through --set gives the same config
+    assert load_config(None, ["layer.excitatory.tau_m_ms=12.0"]) == cfg
