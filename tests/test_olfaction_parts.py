@@ -177,3 +177,43 @@ def test_k_hand_built():
     ks = k_all(big)
     assert ks["K_inferred"] == pytest.approx((big > 0.1).sum(1).mean(), rel=0.05)
     assert ks["K_0.02"] == pytest.approx(ks["K_inferred"], rel=0.05)
+
+
+def _reference_cycles(pre, post, p):
+    """The update-cycle rule written per synapse, plainly: [T, B, n] spike arrays -> summed dw [n_post, n_pre]."""
+    T, B, n_pre = pre.shape
+    n_post = post.shape[2]
+    dw = np.zeros((n_post, n_pre))
+    for b in range(B):
+        for i in range(n_pre):
+            for j in range(n_post):
+                state, last_pre, last_post = None, 0, 0
+                for t in range(T):
+                    a, o = pre[t, b, i], post[t, b, j]
+                    last_pre = t if a else last_pre
+                    last_post = t if o else last_post
+                    if not (a or o):
+                        continue
+                    closes = (a and o) or (a and state == "post") or (o and state == "pre")
+                    if closes:
+                        dt = last_post - last_pre
+                        if not (p.ignore_zeros and dt == 0):
+                            dw[j, i] += p.kernel(dt) / B
+                        state = None
+                    else:
+                        state = "pre" if a else "post"
+    return dw
+
+
+@pytest.mark.parametrize("ignore_zeros", [False, True])
+def test_cycle_kernel_matches_a_plain_per_synapse_loop(ignore_zeros):
+    rng = np.random.default_rng(3)
+    T, B, n_pre, n_post = 40, 3, 5, 7
+    pre = rng.random((T, B, n_pre)) < 0.3
+    post = rng.random((T, B, n_post)) < 0.25
+    p = PairSTDPParams(a_plus=1e-3, a_minus=7e-4, bounds="none", ignore_zeros=ignore_zeros)
+    w = torch.zeros(n_post, n_pre)
+    st = CycleState(B, n_pre, n_post)
+    for t in range(T):
+        stdp_update(w, torch.from_numpy(pre[t]).float(), torch.from_numpy(post[t]).float(), t, st, p)
+    np.testing.assert_allclose(w.numpy(), _reference_cycles(pre, post, p), rtol=1e-5, atol=1e-9)

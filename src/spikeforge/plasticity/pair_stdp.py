@@ -104,6 +104,7 @@ class CycleState:
         self.last_pre = np.zeros((batch, n_pre), dtype=np.int32)
         self.last_post = np.zeros((batch, n_post), dtype=np.int32)
         self.open = np.zeros((batch, n_pre, n_post), dtype=np.int8)  # 0 closed, 1 by pre, 2 by post
+        self.n2 = np.zeros((batch, n_pre), dtype=np.int32)  # synapses of each pre neuron opened by post
         self.x_pre = np.zeros((batch, n_pre), dtype=np.float32)  # traces (rule = "trace")
         self.x_post = np.zeros((batch, n_post), dtype=np.float32)
 
@@ -122,9 +123,11 @@ def _pair(dt, w, ap, am, tp, tm, soft, wmin, wmax):
 
 
 @numba.njit(cache=True)
-def _cycle_kernel(pre, post, t, last_pre, last_post, open_, w, dw, ap, am, tp, tm, ignore0, soft, wmin, wmax):
+def _cycle_kernel(pre, post, t, last_pre, last_post, open_, n2, w, dw, ap, am, tp, tm, ignore0, soft, wmin, wmax):
     """pre [B, n_pre] / post [B, n_post] uint8 spikes at step t; w, dw [n_pre, n_post] float32
-    (transposed, so that the synapses of one pre neuron are contiguous)."""
+    (transposed, so that the synapses of one pre neuron are contiguous); ``n2[b, i]`` counts the
+    synapses of pre neuron i opened by their post neuron (when it is 0, a pre spike only has to
+    close the pairs with post neurons spiking now and can open the rest of its row at once)."""
     batch, n_pre = pre.shape
     n_post = post.shape[1]
     post_idx = np.empty(n_post, dtype=np.int64)
@@ -136,27 +139,38 @@ def _cycle_kernel(pre, post, t, last_pre, last_post, open_, w, dw, ap, am, tp, t
                 post_idx[n_sp] = j
                 n_sp += 1
         for i in range(n_pre):
-            if pre[b, i]:  # every synapse of a spiking pre neuron
+            if pre[b, i]:
                 last_pre[b, i] = t
-                for j in range(n_post):
-                    st = open_[b, i, j]
-                    if post[b, j] or st == 2:  # closes with dt = last_post - t (0 if both now)
+                if n2[b, i] == 0:  # no cycle opened by a post neuron: only same-step pairs close
+                    open_[b, i, :] = 1
+                    for k in range(n_sp):
+                        j = post_idx[k]
                         open_[b, i, j] = 0
-                        dt = last_post[b, j] - t
-                        if not (ignore0 and dt == 0):
-                            dw[i, j] += _pair(dt, w[i, j], ap, am, tp, tm, soft, wmin, wmax)
-                    else:
-                        open_[b, i, j] = 1  # opens, or moves the start (last_pre is now t)
+                        if not ignore0:
+                            dw[i, j] += _pair(0, w[i, j], ap, am, tp, tm, soft, wmin, wmax)
+                else:
+                    for j in range(n_post):
+                        st = open_[b, i, j]
+                        if post[b, j] or st == 2:  # closes with dt = last_post - t (0 if both now)
+                            open_[b, i, j] = 0
+                            dt = last_post[b, j] - t
+                            if not (ignore0 and dt == 0):
+                                dw[i, j] += _pair(dt, w[i, j], ap, am, tp, tm, soft, wmin, wmax)
+                        else:
+                            open_[b, i, j] = 1  # opens, or moves the start (last_pre is now t)
+                    n2[b, i] = 0
             else:  # only the synapses onto spiking post neurons change
                 for k in range(n_sp):
                     j = post_idx[k]
-                    if open_[b, i, j] == 1:
+                    st = open_[b, i, j]
+                    if st == 1:
                         open_[b, i, j] = 0
                         dt = t - last_pre[b, i]
                         if not (ignore0 and dt == 0):
                             dw[i, j] += _pair(dt, w[i, j], ap, am, tp, tm, soft, wmin, wmax)
-                    else:
+                    elif st == 0:
                         open_[b, i, j] = 2
+                        n2[b, i] += 1
 
 
 def stdp_update(
@@ -180,6 +194,7 @@ def stdp_update(
             state.last_pre,
             state.last_post,
             state.open,
+            state.n2,
             w_np,
             dw,
             p.a_plus,
