@@ -116,7 +116,7 @@ def _reg_grad(u: torch.Tensor, reg: float) -> torch.Tensor:
     """Gradient of ``reg * (mean(relu(u + 0.01)) + 3e-3 mean(relu(0.1 - sigmoid(u))))`` (lava-decolle)."""
     n = u.numel()
     sg = torch.sigmoid(u)
-    return reg / n * ((u > -0.01).float() - 3e-3 * ((sg < 0.1).float() * sg * (1 - sg)))
+    return reg / n * ((u > -0.01).to(u.dtype) - 3e-3 * ((sg < 0.1).to(u.dtype) * sg * (1 - sg)))
 
 
 class OlfactionNet:
@@ -180,11 +180,11 @@ class OlfactionNet:
             c = p.cuba
             st[0] = (1 - c.current_decay) * st[0] + p.input_gain * x
             v = (1 - c.voltage_decay) * st[1] + st[0]
-            s = (v > p.input_threshold).float()
+            s = (v > p.input_threshold).to(x.dtype)
             st[1] = v * (1 - s) if p.input_reset == "zero" else v - p.input_threshold * s
             return s
         prob = (p.input_gain * x).clamp(0.0, 1.0)
-        return (torch.rand(prob.shape, generator=generator) < prob).float()
+        return (torch.rand(prob.shape, generator=generator, dtype=prob.dtype) < prob).to(prob.dtype)
 
     @torch.no_grad()
     def run_batch(
@@ -208,7 +208,7 @@ class OlfactionNet:
         if p.noise_std > 0:
             x = x + p.noise_std * torch.randn(x.shape, generator=generator)
         sizes, nb = p.layer_sizes, p.n_blocks
-        zeros = [torch.zeros(B, n) for n in sizes]
+        zeros = [torch.zeros(B, n, dtype=x.dtype) for n in sizes]
         inp = [zeros[0].clone(), zeros[0].clone()]
         cur = [z.clone() for z in zeros]
         vol = [z.clone() for z in zeros]
@@ -216,9 +216,9 @@ class OlfactionNet:
         e_v = [z.clone() for z in zeros[:-1]]
         r_tr = [z.clone() for z in zeros]  # DECOLLE refractory traces
         s_last = [z.clone() for z in zeros]
-        onehot = torch.nn.functional.one_hot(y, p.n_class).float() if y is not None else None
+        onehot = torch.nn.functional.one_hot(y, p.n_class).to(x.dtype) if y is not None else None
         cycles = {b: CycleState(B, sizes[b], sizes[b + 1]) for b in self.stdp_set} if learn else {}
-        logits = torch.zeros(B, p.n_class)
+        logits = torch.zeros(B, p.n_class, dtype=x.dtype)
         rates = [0.0] * len(sizes)
         loss_sum, n_upd, rec, first_loss = 0.0, 0, [], None
         c, dl = p.cuba, p.decolle_lif
@@ -237,7 +237,7 @@ class OlfactionNet:
                     cur[l] = (1 - c.current_decay) * cur[l] + s_in @ w.t() + self.biases[b]
                     v = (1 - c.voltage_decay) * vol[l] + cur[l]
                     u = v - c.threshold
-                    s = (u > 0).float()
+                    s = (u > 0).to(u.dtype)
                     vol[l] = v * (1 - s) if c.reset == "zero" else v - c.threshold * s
                     if p.eligibility == "trace":
                         e_i[b] = (1 - c.current_decay) * e_i[b] + s_in
@@ -252,7 +252,7 @@ class OlfactionNet:
                     )  # e_i = P, e_v = Q
                     r_tr[l] = dl.alpha_rp * r_tr[l] - (1 - dl.alpha_rp) * dl.w_rp * s_last[l]
                     u = e_i[b] @ w.t() + self.biases[b] + r_tr[l]
-                    s = (u > 0).float()
+                    s = (u > 0).to(u.dtype)
                     s_last[l] = s
                     elig = e_i[b] if p.eligibility == "trace" else s_in
                 spikes.append(s)
