@@ -23,7 +23,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from spikeforge.data.mnist import MNIST_FILES, MNIST_MD5, check_mnist, load_mnist  # noqa: E402
+from spikeforge.data import MNIST_FILES, MNIST_MD5, check_mnist, load_mnist  # noqa: E402
 from spikeforge.io.checkpoint import atomic_writer  # noqa: E402
 
 

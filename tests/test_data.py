@@ -182,6 +182,22 @@ def test_count_mismatch(tmp_path):
         load_mnist(tmp_path, "test")
 
 
+def test_test_labels_beside_training_images_are_refused_even_with_a_limit(tmp_path):
+    rng = np.random.default_rng(0)
+    images, labels = fake_split(rng, 12)
+    write_idx(tmp_path / "train-images-idx3-ubyte", images)
+    write_idx(tmp_path / "train-labels-idx1-ubyte", labels[:7])  # another set's labels file
+    with pytest.raises(DataError, match="12 images but .* 7 labels.*different sets"):
+        load_mnist(tmp_path, "train", limit=3)
+
+
+def test_data_dir_that_is_a_file_says_so(tmp_path):
+    f = tmp_path / "mnist.zip"
+    f.write_bytes(b"PK")
+    with pytest.raises(DataError, match="is a file, not a directory"):
+        load_mnist(f, "train")
+
+
 def test_swapped_files(tmp_path):
     rng = np.random.default_rng(0)
     images, labels = fake_split(rng, 6)

@@ -14,6 +14,7 @@ import pytest
 from spikeforge.encoding import raster_to_events
 from spikeforge.engines import make_engine
 from spikeforge.models.diehl_cook import DiehlCookConfig, DiehlCookState, init_state
+from spikeforge.plasticity import rule_names
 
 
 def _in_flight_case(rule):
@@ -58,7 +59,7 @@ def test_spike_in_flight_past_the_old_trace_window_gets_its_depression(rule):
 # across the weight normalisation), and a 2 ms fast post trace, whose live window (92.5 ms) is then
 # close to the gap between a neuron's spikes in consecutive presentations. The equations, the
 # schedule within a step and the state carried between presentations are the published ones.
-RULES = ["triplet", "postpre", "exponential", "presynaptic"]
+RULES = list(rule_names())  # every registered rule
 REFRACTORINESS = {"brian1": (5.0, 0.0), "brian2-ports": (50.0, 5.0)}
 
 

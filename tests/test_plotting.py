@@ -79,3 +79,35 @@ def test_curves(tmp_path):
     with pytest.raises(ValueError, match="non-empty"):
         plot_curves({}, tmp_path / "e.png", "x", "y")
     _no_temp_files(tmp_path)
+
+
+def _pixels(path):
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB")).astype(int)
+
+
+def _near(px, rgb, tol=40):
+    return int((np.abs(px - np.array(rgb)).sum(axis=2) < tol).sum())
+
+
+def test_a_curve_of_one_point_is_visible_and_a_long_one_is_thinned(tmp_path):
+    p = plot_curves({"loss": [0.7]}, tmp_path / "one.png", "iteration", "loss", x=[1])
+    assert _near(_pixels(p), (31, 119, 180)) > 10  # the marker, in the first colour of the cycle
+    long = np.abs(np.sin(np.arange(100_000) / 500.0)) + 0.1
+    p = plot_curves({"loss": long}, tmp_path / "long.png", "iteration", "loss", logy=True)
+    assert _near(_pixels(p), (31, 119, 180)) > 100
+
+
+def test_a_raster_of_many_examples_is_not_covered_by_its_boundaries(tmp_path):
+    from spikeforge.plotting.figures import plot_raster
+
+    rng = np.random.default_rng(0)
+    n_ex, steps_per = 1000, 1000
+    steps = np.concatenate([i * steps_per + rng.integers(0, steps_per, 20) for i in range(n_ex)])
+    neurons = rng.integers(0, 100, steps.size)
+    bounds = [i * steps_per * 0.5 for i in range(n_ex)]
+    px = _pixels(plot_raster(steps, neurons, tmp_path / "r.png", dt_ms=0.5, n_neurons=100, boundaries_ms=bounds))
+    red = _near(px, (192, 57, 43), tol=120)
+    dark = _near(px, (34, 34, 34), tol=120)
+    assert red < 0.02 * px.shape[0] * px.shape[1]  # boundaries as ticks, not 1000 lines over the spikes
+    assert dark > 5000  # the spikes are visible

@@ -54,6 +54,9 @@ def test_mnist_tiny_run_writes_results_plots_and_resumes(tmp_path, capsys):
     assert _tiny_mnist(out, "--epochs", "2") == 0
     t = json.loads((out / "results.json").read_text())["trials"][0]
     assert t["epochs_done"] == 2 and t["iterations"] == 4 and t["epochs"][0] == first_epoch
+    # fewer epochs than trained would make results.json claim a run that did not produce it
+    assert _tiny_mnist(out, "--epochs", "1") == 2
+    assert "has trained 2 epochs, more than --epochs 1" in capsys.readouterr().err
 
 
 def test_mnist_full_precision_no_anneal(tmp_path):

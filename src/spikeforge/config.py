@@ -24,7 +24,7 @@ class ConfigError(ValueError):
     """A configuration value or file is invalid; the message names the field and the fix."""
 
 
-def _section_class(cls: type, path: tuple) -> type | None:
+def _section_class(cls: type[BaseModel], path: tuple) -> type[BaseModel] | None:
     """The Params class of the nested section at ``path`` (None if it is not a section)."""
     for part in path:
         field = getattr(cls, "model_fields", {}).get(part)
@@ -110,7 +110,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str], schema: type | None = None) -> dict[str, Any]:
+def apply_overrides(
+    data: dict[str, Any], overrides: list[str], schema: type[BaseModel] | None = None
+) -> dict[str, Any]:
     """Return a copy of a nested config dict with ``section.key=value`` overrides applied.
 
     With ``schema`` (a :class:`Params` class), every dotted path is checked against it first, so a
@@ -157,7 +159,7 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _params_class(annotation: Any) -> type | None:
+def _params_class(annotation: Any) -> type[BaseModel] | None:
     """The Params class of a field annotation (``X`` or ``X | None``), else None."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
@@ -168,9 +170,9 @@ def _params_class(annotation: Any) -> type | None:
     return None
 
 
-def check_path(schema: type, path: list[str], what: str) -> None:
+def check_path(schema: type[BaseModel], path: list[str], what: str) -> None:
     """Raise :class:`ConfigError` unless ``path`` names a field of ``schema``, at every depth."""
-    cls: type | None = schema
+    cls: type[BaseModel] | None = schema
     for depth, part in enumerate(path):
         fields = getattr(cls, "model_fields", None)
         where = ".".join(path[: depth + 1])
@@ -185,7 +187,7 @@ def check_path(schema: type, path: list[str], what: str) -> None:
         cls = _params_class(fields[part].annotation)
 
 
-def check_keys(schema: type, data: dict[str, Any], source: str, prefix: str = "") -> None:
+def check_keys(schema: type[BaseModel], data: dict[str, Any], source: str, prefix: str = "") -> None:
     """Raise :class:`ConfigError` for a key of ``data`` unknown to ``schema`` (at any depth), or a
     plain value where ``schema`` has a section (``model = 5``); ``source`` names the file."""
     fields = schema.model_fields

@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from ..data import mnist
+from ..data import download, mnist
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -37,7 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         metavar="URL",
         help="base URL serving <URL>/<name>.gz; repeat to try several in order "
-        f"(default: {', '.join(mnist.DEFAULT_MIRRORS)})",
+        f"(default: {', '.join(download.DEFAULT_MIRRORS)})",
     )
     dl.add_argument(
         "--timeout", type=float, default=60.0, metavar="SECONDS", help="network timeout per request (default: 60)"
@@ -58,7 +58,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run_download(args: argparse.Namespace) -> int:
     directory = Path(args.dir).expanduser() if args.dir else mnist.default_data_dir()
-    paths = mnist.download_mnist(directory, args.mirror, timeout_s=args.timeout, log=print)
+    paths = download.download_mnist(directory, args.mirror, timeout_s=args.timeout, log=print)
     print(f"MNIST is ready in {directory} ({len(paths)} files).")
     if not (os.environ.get(mnist.ENV_VAR) and mnist.default_data_dir() == directory):
         print(f"Use it with --data-dir {directory}, or export {mnist.ENV_VAR}={directory}")
@@ -67,7 +67,7 @@ def run_download(args: argparse.Namespace) -> int:
 
 def run_check(args: argparse.Namespace) -> int:
     directory = Path(args.data_dir).expanduser() if args.data_dir else mnist.default_data_dir()
-    checks = mnist.check_mnist(directory)
+    checks = download.check_mnist(directory)
     if all(c.path is None for c in checks):
         raise mnist._missing_files_error(
             directory, [c.name for c in checks], "from --data-dir" if args.data_dir else "default; see --help"

@@ -35,7 +35,9 @@ def _seeds(text: str) -> list[int]:
 
 
 def _storage_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--study", required=True, help="study name (shared by every worker of the sweep)")
+    p.add_argument(
+        "--study", required=True, help="study name, shared by every worker of the sweep (required; no default)"
+    )
     p.add_argument(
         "--storage",
         help=f"SQLAlchemy URL of the study database, e.g. postgresql://user:pw@host/db "
@@ -62,11 +64,21 @@ def add_parser(sub) -> None:
             description=(target.description if target else "sweep any command")
             + ". Arguments after -- go to every run unchanged.",
         )
-        e.add_argument("--space", required=True, help="search-space TOML file (see spikeforge.sweep.space)")
+        e.add_argument(
+            "--space", required=True, help="search-space TOML file, see docs/sweeps.md (required; no default)"
+        )
         _storage_args(e)
-        e.add_argument("--trials", type=positive_int, help="configurations to try (random/tpe; a grid runs all)")
+        e.add_argument(
+            "--trials",
+            type=positive_int,
+            help="configurations to try with random/tpe sampling (default: none; a grid runs all)",
+        )
         e.add_argument("--jobs", type=positive_int, default=1, help="worker processes on this machine (default: 1)")
-        e.add_argument("--seeds", type=_seeds, help="run every configuration with each seed, e.g. 0,1,2 or 0-4")
+        e.add_argument(
+            "--seeds",
+            type=_seeds,
+            help="run every configuration with each seed, e.g. 0,1,2 or 0-4 (default: the experiment's seed)",
+        )
         e.add_argument("--sampler-seed", type=int, help="seed of the random/TPE sampler (default: none)")
         e.add_argument(
             "--heartbeat",
@@ -75,13 +87,26 @@ def add_parser(sub) -> None:
             help="seconds between a worker's heartbeats; a trial silent for 3x this is failed "
             "and re-queued (default: 10)",
         )
-        e.add_argument("--quiet", action="store_true", help="no progress lines")
+        e.add_argument("--quiet", action="store_true", help="no progress lines (default: off)")
         e.add_argument("passthrough", nargs="*", metavar="-- ARGS", help="arguments given to every run unchanged")
         if target is None:
-            e.add_argument("--command", required=True, help="command line with {out} for the run directory")
-            e.add_argument("--metric", required=True, help="dotted key of the metric in the run's results.json")
-            e.add_argument("--history", help="dotted key of per-epoch records, with * for the list (pruning)")
-            e.add_argument("--direction", choices=("maximize", "minimize"), default="maximize")
+            e.add_argument(
+                "--command", required=True, help="command line with {out} for the run directory (required; no default)"
+            )
+            e.add_argument(
+                "--metric",
+                required=True,
+                help="dotted key of the metric in the run's results.json (required; no default)",
+            )
+            e.add_argument(
+                "--history", help="dotted key of per-epoch records, with * for the list, for pruning (default: none)"
+            )
+            e.add_argument(
+                "--direction",
+                choices=("maximize", "minimize"),
+                default="maximize",
+                help="optimisation direction (default: maximize)",
+            )
         e.set_defaults(func=_run, sweep_target=name)
     r = ss.add_parser("report", help="table (CSV, Markdown) and figures of a study")
     _storage_args(r)

@@ -6,7 +6,8 @@ Brian's ``PoissonGroup`` does (at most one spike per unit and step). Diehl & Coo
 
 Two generators of the same process:
 
-- :func:`poisson_raster` (torch, batched, any device): a dense ``[steps, batch, inputs]`` bool raster.
+- :func:`poisson_raster` (torch, batched, any device): a dense ``[steps, batch, inputs]`` bool raster;
+  :func:`bernoulli_spikes` draws one step of it (the PyTorch engines draw step by step).
 - :func:`poisson_events` (numba): the same process drawn as geometric inter-spike gaps, so the cost is
   proportional to the number of spikes, not to steps x inputs; returns events sorted by step in CSR
   form ``(ptr, idx)``: the inputs that fire at step ``s`` are ``idx[ptr[s]:ptr[s+1]]``.
@@ -16,12 +17,26 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from numba import njit
+
+from ..jit import kernel
 
 
 def image_rates_hz(pixels, rate_hz_per_level: float, intensity: float):
     """Firing rates for pixel values (0-255): ``pixel * rate_hz_per_level * intensity``."""
     return pixels * (rate_hz_per_level * intensity)
+
+
+def spike_probability(rates_hz, dt_ms: float):
+    """``P(spike)`` per step of a Bernoulli process of rate ``rates_hz``: ``rate * dt``, clipped to [0, 1]."""
+    return (rates_hz * (dt_ms * 1e-3)).clamp(0.0, 1.0)
+
+
+def bernoulli_spikes(
+    p: torch.Tensor, generator: torch.Generator | None = None, dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """One step of independent Bernoulli spikes with probabilities ``p`` (bool, shape of ``p``);
+    the uniform draws have ``dtype`` (default ``p.dtype``) and come from ``generator``."""
+    return torch.rand(p.shape, generator=generator, device=p.device, dtype=dtype or p.dtype) < p
 
 
 def poisson_raster(
@@ -30,12 +45,12 @@ def poisson_raster(
     """Bernoulli raster ``[n_steps, *rates.shape]`` with ``P(spike) = rate * dt`` per step."""
     if n_steps < 0:
         raise ValueError(f"n_steps must be >= 0, got {n_steps}")
-    p = (rates_hz * (dt_ms * 1e-3)).clamp(0.0, 1.0)
+    p = spike_probability(rates_hz, dt_ms)
     u = torch.rand((n_steps, *p.shape), generator=generator, device=p.device, dtype=p.dtype)
     return u < p
 
 
-@njit(cache=True)
+@kernel
 def poisson_events(rates_hz, n_steps, dt_ms, seed):
     """Spike events of independent Bernoulli processes, sorted by step (CSR ``ptr, idx``)."""
     np.random.seed(seed)

@@ -14,18 +14,23 @@ learning, so training memory is O(B * n_in * N): use the compiled engine for CPU
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
 
+from ..encoding.poisson import bernoulli_spikes, events_to_raster, spike_probability
 from ..models.diehl_cook import DiehlCookConfig, DiehlCookState
 from ..neurons import conductance_lif as cl
-from ..synapses.projections import all_but_self, one_to_one
-from .base import DCEngine, attempt_seed
-from .stdp_torch import post_update, pre_update
+from ..neurons.adaptive_threshold import theta_decay, theta_increment
+from ..synapses.projections import all_but_self, normalize_columns_torch, one_to_one
+from .base import attempt_seed, check_events, check_images, check_state, present_protocol
 
 
-class TorchDCEngine(DCEngine):
+class TorchDCEngine:
+    """Implements :class:`~.base.DCEngine`; the learning rule's tensor forms come from its
+    ``plasticity/stdp_*.py`` module (``cfg.stdp.rule``)."""
+
     name = "torch"
 
     def __init__(
@@ -36,10 +41,11 @@ class TorchDCEngine(DCEngine):
         device=None,
         dtype: torch.dtype = torch.float64,
     ):
-        super().__init__(cfg, state, seed)
+        check_state(cfg, state)
+        self.cfg, self.seed = cfg, seed
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.dtype = dtype
-        kw = dict(device=self.device, dtype=dtype)
+        kw: dict[str, Any] = dict(device=self.device, dtype=dtype)
         self.W = torch.as_tensor(np.asarray(state.weights), **kw).clone()
         self.theta = torch.as_tensor(np.asarray(state.theta), **kw).clone()
         self.delays_np = np.asarray(state.delays, dtype=np.int32)
@@ -54,13 +60,37 @@ class TorchDCEngine(DCEngine):
         self.stdp = sp  # the rule with the current learning-rate scale (set_rate_scale)
         self._input_index = torch.arange(cfg.network.n_input, device=self.device)[:, None]
         self.batch = 0
+        self.t = 0
 
     def set_rate_scale(self, scale: float) -> None:
         self.stdp = self.cfg.stdp.scaled(scale)
 
+    # ------------------------------------------------------------------ contract: checkpoints, recording
+    def dynamic_state(self) -> dict[str, np.ndarray]:
+        """None: this engine's membranes and traces are not checkpointed (a resumed run restarts
+        them at rest, see :meth:`load_dynamic_state`)."""
+        return {}
+
+    def load_dynamic_state(self, arrays: dict[str, np.ndarray]) -> bool:
+        return False
+
+    _rec_cap = 0
+    _rec: list[tuple[int, int]] = []  # replaced per recording by start_recording
+
+    def start_recording(self, capacity: int) -> None:
+        """Record the excitatory spikes (global step, neuron) of the first example of each batch,
+        up to ``capacity`` events."""
+        self._rec_cap, self._rec = int(capacity), []
+
+    def stop_recording(self) -> tuple[np.ndarray, np.ndarray]:
+        rec, self._rec_cap, self._rec = getattr(self, "_rec", []), 0, []
+        steps_ = np.array([t for t, _ in rec], np.int64)
+        return steps_, np.array([j for _, j in rec], np.int32)
+
     # ------------------------------------------------------------------ state
     def reset_dynamics(self, batch: int) -> None:
-        cfg, kw = self.cfg, dict(device=self.device, dtype=self.dtype)
+        cfg = self.cfg
+        kw: dict[str, Any] = dict(device=self.device, dtype=self.dtype)
         n_in, n = cfg.network.n_input, cfg.network.n_neurons
         self.batch = batch
         e = cl.initial_state(cfg.exc, (batch, n), dtype=self.dtype, device=self.device)
@@ -80,12 +110,12 @@ class TorchDCEngine(DCEngine):
     def _step(self, s_in: torch.Tensor, learning: bool) -> torch.Tensor:
         cfg, sp = self.cfg, self.stdp
         t = self.t
-        theta = self.theta * self.fe.theta if (learning and cfg.exc.adaptive) else self.theta
+        theta = theta_decay(self.theta, self.fe.theta) if (learning and cfg.exc.adaptive) else self.theta
         exc_in = self.exc._replace(theta=theta.expand_as(self.exc.v))
         new_e, spk_e = cl.step(exc_in, cfg.exc, self.fe, learning=False)
         self.exc = new_e._replace(theta=None)
         if learning and cfg.exc.adaptive:
-            theta = theta + cfg.exc.theta_plus_mv * spk_e.sum(0).to(self.dtype)
+            theta = theta_increment(theta, spk_e.sum(0).to(self.dtype), cfg.exc.theta_plus_mv)
         self.theta = theta
         self.inh, spk_i = cl.step(self.inh, cfg.inh, self.fi, learning=False)
         se = spk_e.to(self.dtype)
@@ -107,8 +137,9 @@ class TorchDCEngine(DCEngine):
                 self.x_pre = torch.where(arrived > 0, torch.ones_like(self.x_pre), self.x_pre)
             else:
                 self.x_pre = self.x_pre + arrived
-            self.W = (self.W + pre_update(sp, self.W, arrived, self.x_post1, self.x_post2)).clamp_(sp.w_min, sp.w_max)
-            self.W = (self.W + post_update(sp, self.W, self.x_pre, se, self.x_post2)).clamp_(sp.w_min, sp.w_max)
+            rule = sp.rule
+            self.W = (self.W + rule.dw_pre(sp, self.W, arrived, self.x_post1, self.x_post2)).clamp_(sp.w_min, sp.w_max)
+            self.W = (self.W + rule.dw_post(sp, self.W, self.x_pre, se, self.x_post2)).clamp_(sp.w_min, sp.w_max)
             if sp.trace_mode == "set":
                 self.x_post1 = torch.where(spk_e, torch.ones_like(se), self.x_post1)
                 self.x_post2 = torch.where(spk_e, torch.ones_like(se), self.x_post2)
@@ -118,6 +149,9 @@ class TorchDCEngine(DCEngine):
         si = spk_i.to(self.dtype)
         self.exc = self.exc._replace(ge=ge_e, gi=self.exc.gi + all_but_self(si, cfg.network.w_ie))
         self.inh = self.inh._replace(ge=self.inh.ge + one_to_one(se, cfg.network.w_ei))
+        if self._rec_cap and self._rec_cap > len(self._rec):
+            for j in torch.nonzero(spk_e[0]).flatten().tolist()[: self._rec_cap - len(self._rec)]:
+                self._rec.append((t, j))
         self.t += 1
         return spk_e
 
@@ -135,8 +169,7 @@ class TorchDCEngine(DCEngine):
 
     def run_events(self, ptr, idx, learning: bool) -> np.ndarray:
         """Single-example phase from CSR events (the compiled engine's input form)."""
-        from ..encoding.poisson import events_to_raster
-
+        ptr, idx = check_events(ptr, idx, self.cfg.network.n_input)
         raster = events_to_raster(np.asarray(ptr), np.asarray(idx), self.cfg.network.n_input)
         return self.run_raster(torch.from_numpy(raster), learning)[0].cpu().numpy()
 
@@ -148,41 +181,25 @@ class TorchDCEngine(DCEngine):
     def normalize(self) -> None:
         total = self.cfg.network.norm_total
         if total is not None:
-            sums = self.W.sum(0, keepdim=True)
-            self.W = torch.where(sums > 0, self.W * (total / sums.clamp_min(1e-300)), self.W)
+            self.W = normalize_columns_torch(self.W, total)
 
     def present(self, images, learning: bool, keys) -> tuple[np.ndarray, np.ndarray]:
+        """The protocol of :func:`.base.present_protocol`, all examples of the batch at once (one
+        generator seeded from the first key per attempt)."""
+        pixels, keys = check_images(images, keys, self.cfg.network.n_input)
         proto = self.cfg.protocol
-        b = len(keys)
-        self._ensure(b)
-        pixels = torch.as_tensor(
-            np.asarray(images, dtype=np.float64).reshape(b, -1), device=self.device, dtype=self.dtype
-        )
-        counts = torch.zeros((b, self.cfg.network.n_neurons), dtype=torch.long, device=self.device)
-        attempts = np.zeros(b, np.int64)
-        pending = torch.ones(b, dtype=torch.bool, device=self.device)
-        intensity = torch.full((b,), proto.input_intensity, device=self.device, dtype=self.dtype)
+        self._ensure(len(keys))
         gen = torch.Generator(device=self.device)
-        for attempt in range(proto.max_retries + 1):
-            if learning:
-                self.normalize()
-            gen.manual_seed(attempt_seed(int(keys[0]), attempt))
-            rates = pixels * (proto.rate_hz_per_level * intensity)[:, None] * pending[:, None]
-            p = (rates * (proto.dt_ms * 1e-3)).clamp(0, 1)
-            c = torch.zeros_like(counts)
+
+        def run_attempt(rates, pending, attempt):
+            gen.manual_seed(attempt_seed(keys[0], attempt))
+            p = spike_probability(torch.as_tensor(rates, device=self.device, dtype=self.dtype), proto.dt_ms)
+            c = torch.zeros((len(keys), self.cfg.network.n_neurons), dtype=torch.long, device=self.device)
             for _ in range(proto.example_steps):
-                s = (torch.rand(p.shape, generator=gen, device=self.device, dtype=self.dtype) < p).to(self.dtype)
-                c += self._step(s, learning).long()
-            self.rest(learning)
-            counts = torch.where(pending[:, None], c, counts)
-            attempts += pending.cpu().numpy()
-            if not learning and not proto.retry_in_test:
-                break
-            pending = pending & (c.sum(1) < proto.min_spikes)
-            if not bool(pending.any()):
-                break
-            intensity = intensity + proto.intensity_step * pending
-        return counts.cpu().numpy(), attempts
+                c += self._step(bernoulli_spikes(p, gen).to(self.dtype), learning).long()
+            return c.cpu().numpy()
+
+        return present_protocol(self, pixels, keys, learning, run_attempt)
 
     def export_state(self) -> DiehlCookState:
         return DiehlCookState(

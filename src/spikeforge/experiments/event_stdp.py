@@ -41,7 +41,10 @@ import torch
 import torch.nn.functional as F
 
 from .. import __version__
-from ..config import ConfigError
+from ..config import (
+    ConfigError,
+    to_toml,  # noqa: F401  (re-exported: it lived here before)
+)
 from ..encoding.patches import extract_patches, fold_patches, patch_grid_shape
 from ..evaluation.readout import readout_predict, train_readout
 from ..models.event_stdp import (
@@ -52,15 +55,24 @@ from ..models.event_stdp import (
     respond,
     train_batch,
 )
-from .event_stdp_config import SPEC, EventSTDPExperimentParams
+from .event_stdp_config import (  # noqa: F401  (config classes re-exported)
+    SPEC,
+    DataParams,
+    EventSTDPExperimentParams,
+    InferenceParams,
+    ReadoutParams,
+    ReconstructionParams,
+    TrainingParams,
+)
 from .scaffold import RunDir, resolve_config, torch_generator
+
+CURVE_PATCHES = 256  # patches per point of the feature-training curve (training.png)
 
 
 def load_config(
     config_path: str | Path | None = None, overrides: list[str] | None = None, fields: dict[str, Any] | None = None
 ) -> EventSTDPExperimentParams:
-    """The scaffold's config resolution: the packaged ``configs/event_stdp.toml`` <- a user TOML
-    file <- ``section.key=value`` overrides <- fields given as ``{"section.key": value}``."""
+    """The packaged TOML <- ``config_path`` <- ``section.key=value`` <- ``{"section.key": value}``."""
     cfg = resolve_config(SPEC, config_file=config_path, sets=overrides or [], values=fields)
     assert isinstance(cfg, EventSTDPExperimentParams)
     return cfg
@@ -96,6 +108,8 @@ def learn_features(
     for epoch in range(start_epoch, tr.epochs):
         order = torch.randperm(images.shape[0], generator=generator)
         n_patches = n_spikes = 0
+        curve: list[list[float]] = []  # [patches presented this epoch, spikes per patch] per window
+        window = [0, 0]
         t0 = time.perf_counter()
         for lo in range(0, images.shape[0], chunk_images):
             if tr.final_lr_fraction < 1.0:
@@ -111,6 +125,12 @@ def learn_features(
             for b in range(0, pt.shape[0], tr.batch_size):
                 w, thr, n = train_batch(w, thr, pt[b : b + tr.batch_size], cfg.layer, cfg.coding, stdp, generator)
                 n_spikes += n
+                window[0] += int(n)
+                window[1] += min(tr.batch_size, pt.shape[0] - b)
+                if window[1] >= CURVE_PATCHES:  # one point of the training curve
+                    seen = n_patches + min(b + tr.batch_size, pt.shape[0])
+                    curve.append([seen, window[0] / window[1]])
+                    window = [0, 0]
             n_patches += pt.shape[0]
         stats = {
             "epoch": epoch + 1,
@@ -119,6 +139,7 @@ def learn_features(
             "spikes_per_patch": n_spikes / max(n_patches, 1),
             "threshold_mean": float(thr.mean()),
             "weight_mean": float(w.mean()),
+            "curve": curve,
         }
         history.append(stats)
         log(
@@ -205,8 +226,7 @@ def random_features_like(w: torch.Tensor, generator: torch.Generator) -> torch.T
 def run(
     cfg: EventSTDPExperimentParams, out: str | Path, *, quiet: bool = False, threads: int | None = None
 ) -> dict[str, Any]:
-    """Run the whole experiment in the run directory ``out`` (opened and locked here; a saved run
-    with another feature config is refused); returns the results (also in ``out/results.json``)."""
+    """The whole experiment in the run directory ``out`` (opened and locked here); its results."""
     from .scaffold import set_threads
 
     set_threads(threads)
@@ -296,12 +316,20 @@ def run_in(rd: RunDir) -> dict[str, Any]:
         title=f"{w.shape[1]} event-STDP features ({p.size_px}x{p.size_px})",
     )
     if history:
+        # spikes per patch over training, a point per CURVE_PATCHES patches (epochs end to end)
+        xs, ys, offset = [], [], 0.0
+        for h in history:
+            for seen, rate in h.get("curve") or [[h["patches"], h["spikes_per_patch"]]]:
+                xs.append(offset + seen)
+                ys.append(rate)
+            offset += h["patches"]
         plot_curves(
-            {"spikes per patch": [h["spikes_per_patch"] for h in history]},
+            {"spikes per patch": ys},
             out / "training.png",
-            xlabel="epoch",
+            xlabel="training patches presented",
             ylabel="spikes per patch",
-            title="feature training",
+            title=f"feature training ({len(history)} epoch(s), a point per {CURVE_PATCHES} patches)",
+            x=xs,
         )
         figures["training"] = "training.png"
 

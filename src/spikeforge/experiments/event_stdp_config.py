@@ -126,6 +126,13 @@ class EventSTDPExperimentParams(Params):
             )
         if self.patches.count is None:
             raise ValueError("patches.count (random training patches per image) must be set")
+        for name in ("excitatory", "inhibitory"):
+            p = getattr(self.layer, name)
+            if p.v_thresh_mv <= p.v_rest_mv:
+                raise ValueError(
+                    f"layer.{name}.v_thresh_mv = {p.v_thresh_mv} is not above layer.{name}.v_rest_mv = "
+                    f"{p.v_rest_mv}: the neurons would fire at rest; use a threshold above the resting potential"
+                )
         return self
 
     def inference_layer(self) -> WTALayerParams:

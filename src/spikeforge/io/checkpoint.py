@@ -32,7 +32,13 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..config import ConfigError
-from .atomic import atomic_writer, to_json_text
+from .atomic import (  # noqa: F401  (the atomic writes are re-exported: they lived here)
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    atomic_writer,
+    to_json_text,
+)
 
 FORMAT_NAME = "spikeforge-checkpoint"
 FORMAT_VERSION = 2

@@ -36,22 +36,21 @@ Tavanaei, Masquelier & Maida (2018):
 
 The learned features are the columns of ``W``. After training, :func:`respond` runs the same layer
 with learning and threshold adaptation frozen, batched over any number of patches (with constant,
-expected input a compiled loop, :func:`respond_constant_compiled`), and returns spike counts;
-:func:`reconstruct_patches` maps counts back to pixels through the feature weights.
+expected input a compiled loop, ``engines.event_stdp_numba.respond_constant_compiled``), and returns
+spike counts; :func:`reconstruct_patches` maps counts back to pixels through the feature weights.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Literal, NamedTuple
 
-import numpy as np
 import torch
-from numba import njit
 from pydantic import Field, model_validator
 
 from ..config import ConfigError, Params
+from ..encoding.poisson import bernoulli_spikes
 from ..neurons import current_lif
+from ..neurons.adaptive_threshold import talk_threshold
 from ..neurons.current_lif import CurrentLIFParams
 from ..plasticity.event_stdp import EventSTDPParams, event_stdp_update, pre_active_in_window, update_last_spike
 from ..synapses.wta import hollow_current, k_winners
@@ -172,7 +171,7 @@ def layer_step(
     if adapt:
         # the talk's adaptive threshold; parallel copies of the neuron contribute their mean spike,
         # so the set point does not depend on the batch size (batch 1: the equation exactly)
-        new_thr = thr - ep.adapt_alpha * thr + ep.adapt_beta_mv * spikes.to(thr.dtype).mean(0, keepdim=True)
+        new_thr = talk_threshold(thr, spikes.to(thr.dtype).mean(0, keepdim=True), ep.adapt_alpha, ep.adapt_beta_mv)
     else:
         new_thr = thr
     new_exc = new_exc._replace(thr=new_thr)
@@ -183,7 +182,7 @@ def layer_step(
 
 
 def _bernoulli(pixels: torch.Tensor, max_prob: float, generator: torch.Generator | None):
-    return torch.rand(pixels.shape, generator=generator) < pixels * max_prob
+    return bernoulli_spikes(pixels * max_prob, generator, dtype=torch.float32)
 
 
 def train_batch(
@@ -242,14 +241,16 @@ def respond(
     ``deterministic=True`` replaces the Bernoulli input spikes by their expectation
     ``pixel * max_prob`` (a rate-based drive; the layer still spikes). The input current is then
     constant during the presentation, and with ``engine="numba"`` the steps run in a compiled loop
-    (:func:`respond_constant_compiled`, several times faster; a test compares it with the PyTorch
-    step: equal counts up to rare float32 rounding at the threshold).
+    (``engines.event_stdp_numba.respond_constant_compiled``, several times faster; a test compares it
+    with the PyTorch step: equal counts up to rare float32 rounding at the threshold).
     Bernoulli input always uses the PyTorch step."""
     check_weights(w, layer)
     out = torch.empty((patches.shape[0], w.shape[1]), dtype=torch.float32)
     for lo in range(0, patches.shape[0], chunk):
         x = patches[lo : lo + chunk]
         if deterministic and engine == "numba":
+            from ..engines.event_stdp_numba import respond_constant_compiled  # the compiled simulator
+
             current = layer.input_current_na * ((x * coding.max_prob).to(w.dtype) @ w)
             out[lo : lo + chunk] = respond_constant_compiled(current, thr, layer, coding)
             continue
@@ -342,145 +343,3 @@ class EventSTDPPatchLayer:
         check_weights(w, self.layer)
         self.w = w.clone()
         self.thr = torch.as_tensor(state["thresholds"], dtype=torch.float32).reshape(1, -1).clone()
-
-
-# ------------------------------------------------------------------------------------------------
-# compiled response of the frozen layer to constant input currents
-# ------------------------------------------------------------------------------------------------
-
-_INHIBITION_CODES = {"none": 0, "ei": 1, "k_winners": 2}
-
-
-def _lif_constants(p: CurrentLIFParams, dt_ms: float) -> tuple:
-    """The constants of :func:`spikeforge.neurons.current_lif.step` as plain floats, so the
-    compiled loop below reads the same parameter object as the PyTorch step."""
-    exact = p.integration == "exact"
-    decay = math.exp(-dt_ms / p.tau_m_ms) if exact else 1.0 - dt_ms / p.tau_m_ms
-    return (
-        p.v_rest_mv,
-        p.v_reset_mv,
-        p.v_thresh_mv,
-        p.r_mohm,
-        decay,
-        int(round(p.refractory_ms / dt_ms)),
-        p.adapt_alpha,
-        p.adapt_beta_mv,
-    )
-
-
-@njit(cache=True)
-def _respond_const(current, thr, steps, inhibition, k, w_ei, w_ie, ce, ci, counts):
-    """For each row of ``current`` [M, N] (held constant over ``steps``), simulate the layer of
-    :func:`layer_step` (excitatory and inhibitory current LIF cells, E->I identity, I->E hollow, or
-    k-winners) with frozen excitatory thresholds ``thr`` [N], and add spike counts into ``counts``.
-    ``ce``/``ci``: (v_rest, v_reset, v_thresh, R, decay, n_ref, alpha, beta) per population."""
-    m, n = current.shape
-    ve = np.empty(n, np.float32)
-    vi = np.empty(n, np.float32)
-    le = np.empty(n, np.int64)
-    li = np.empty(n, np.int64)
-    thi = np.empty(n, np.float32)
-    si_prev = np.zeros(n, np.bool_)
-    si_now = np.zeros(n, np.bool_)
-    se = np.zeros(n, np.bool_)
-    drive = np.empty(n, np.float32)
-    e_rest, e_reset, e_th, e_r, e_dec, e_nref, _ea, _eb = ce
-    i_rest, i_reset, i_th, i_r, i_dec, i_nref, i_a, i_b = ci
-    for row in range(m):
-        # exact shortcut: starting at rest, v moves monotonically towards v_inf (inhibition only
-        # lowers it), so a row whose v_inf stays below every threshold never spikes
-        silent = e_dec >= 0.0
-        for j in range(n):
-            if max(e_rest, e_rest + e_r * current[row, j]) >= e_th + thr[j]:
-                silent = False
-                break
-        if silent:
-            continue
-        for j in range(n):
-            ve[j] = e_rest
-            vi[j] = i_rest
-            le[j] = 0
-            li[j] = 0
-            thi[j] = 0.0
-            si_prev[j] = False
-        for _t in range(steps):
-            n_inh = 0
-            for j in range(n):
-                if si_prev[j]:
-                    n_inh += 1
-            n_cand = 0
-            for j in range(n):
-                cur = current[row, j]
-                if inhibition == 1:
-                    cur -= w_ie * (n_inh - (1 if si_prev[j] else 0))
-                v_old = ve[j]
-                v_inf = e_rest + e_r * cur
-                v = v_inf + (v_old - v_inf) * e_dec
-                refr = le[j] > 0
-                if refr:
-                    v = e_reset
-                s = (v >= e_th + thr[j]) and not refr
-                if s:
-                    v = e_reset
-                    le[j] = e_nref
-                elif le[j] > 0:
-                    le[j] -= 1
-                ve[j] = v
-                se[j] = s
-                if s:
-                    n_cand += 1
-                    drive[j] = v_old + e_r * cur - thr[j]
-            if inhibition == 2 and n_cand > k:
-                # keep the k candidates with the largest drive; losers are reset, not refractory
-                for _ in range(n_cand - k):
-                    worst = -1
-                    for j in range(n):
-                        if se[j] and (worst < 0 or drive[j] < drive[worst]):
-                            worst = j
-                    se[worst] = False
-                    le[worst] = 0  # a candidate was not refractory before this step
-            for j in range(n):
-                if se[j]:
-                    counts[row, j] += 1.0
-            if inhibition == 1:
-                for j in range(n):
-                    cur = w_ei * (1.0 if se[j] else 0.0)
-                    v_inf = i_rest + i_r * cur
-                    v = v_inf + (vi[j] - v_inf) * i_dec
-                    refr = li[j] > 0
-                    if refr:
-                        v = i_reset
-                    s = (v >= i_th + thi[j]) and not refr
-                    if s:
-                        v = i_reset
-                        li[j] = i_nref
-                    elif li[j] > 0:
-                        li[j] -= 1
-                    vi[j] = v
-                    thi[j] = thi[j] - i_a * thi[j] + (i_b if s else 0.0)
-                    si_now[j] = s
-                for j in range(n):
-                    si_prev[j] = si_now[j]
-
-
-def respond_constant_compiled(
-    current: torch.Tensor, thr: torch.Tensor, layer: WTALayerParams, coding: RateCodingParams
-) -> torch.Tensor:
-    """Spike counts ``[M, N]`` of the frozen layer for input currents ``[M, N]`` held constant
-    for ``coding.steps`` steps (numba; same equations and parameters as :func:`layer_step`)."""
-    cur = np.ascontiguousarray(current.detach().cpu().numpy(), dtype=np.float32)
-    th = np.ascontiguousarray(thr.detach().cpu().numpy().reshape(-1), dtype=np.float32)
-    counts = np.zeros(cur.shape, dtype=np.float32)
-    _respond_const(
-        cur,
-        th,
-        coding.steps,
-        _INHIBITION_CODES[layer.inhibition],
-        layer.k,
-        float(layer.w_ei_na),
-        float(layer.w_ie_na),
-        _lif_constants(layer.excitatory, coding.dt_ms),
-        _lif_constants(layer.inhibitory, coding.dt_ms),
-        counts,
-    )
-    return torch.from_numpy(counts)

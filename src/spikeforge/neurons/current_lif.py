@@ -9,8 +9,12 @@ integrated exactly over a step with the input current held constant:
 (or forward Euler with ``integration="euler"``). A spike is emitted when ``v >= v_thresh``; then
 ``v <- v_reset`` and the neuron is refractory (held at ``v_reset``) for ``refractory_ms``.
 
-The talk's optional adaptive threshold ``thr <- thr - alpha * thr + beta * spikes`` (per step) is
-enabled by ``adapt_alpha``/``adapt_beta`` > 0; the threshold used is ``v_thresh + thr``.
+The talk's optional adaptive threshold ``thr <- thr - alpha * thr + beta * spikes`` (per step,
+:func:`spikeforge.neurons.adaptive_threshold.talk_threshold`) is enabled by ``adapt_alpha``/``adapt_beta``
+> 0; the threshold used is ``v_thresh + thr``.
+
+Both forms live here: :func:`step` (torch, batched) and :func:`step_c` (the scalar step compiled
+loops inline, reading :func:`compiled_constants`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import torch
 from pydantic import Field
 
 from ..config import Params
+from ..jit import kernel
+from .adaptive_threshold import talk_threshold
 
 
 class CurrentLIFParams(Params):
@@ -66,5 +72,40 @@ def step(state: CurrentLIFState, current_na: torch.Tensor, p: CurrentLIFParams, 
     v = torch.where(spikes, torch.full_like(v, p.v_reset_mv), v)
     n_ref = int(round(p.refractory_ms / dt_ms))
     left = torch.where(spikes, torch.full_like(state.refractory_left, n_ref), (state.refractory_left - 1).clamp_min(0))
-    thr = state.thr - p.adapt_alpha * state.thr + p.adapt_beta_mv * spikes.to(v.dtype)
+    thr = talk_threshold(state.thr, spikes.to(v.dtype), p.adapt_alpha, p.adapt_beta_mv)
     return CurrentLIFState(v, left, thr), spikes
+
+
+def compiled_constants(p: CurrentLIFParams, dt_ms: float) -> tuple:
+    """``(v_rest, v_reset, v_thresh, R, decay, refractory_steps, alpha, beta)`` as plain numbers, for
+    :func:`step_c` (``decay = exp(-dt/tau)``, or ``1 - dt/tau`` for Euler)."""
+    exact = p.integration == "exact"
+    decay = math.exp(-dt_ms / p.tau_m_ms) if exact else 1.0 - dt_ms / p.tau_m_ms
+    return (
+        p.v_rest_mv,
+        p.v_reset_mv,
+        p.v_thresh_mv,
+        p.r_mohm,
+        decay,
+        int(round(p.refractory_ms / dt_ms)),
+        p.adapt_alpha,
+        p.adapt_beta_mv,
+    )
+
+
+@kernel(inline="always")
+def step_c(v_old, left, cur, thr, v_rest, v_reset, v_thresh, r, decay, n_ref):
+    """One scalar step (compiled): returns ``(v, refractory steps left, spiked)``. The membrane
+    relaxes towards ``v_rest + R I`` by ``decay``; a refractory neuron is held at ``v_reset``."""
+    v_inf = v_rest + r * cur
+    v = v_inf + (v_old - v_inf) * decay
+    refr = left > 0
+    if refr:
+        v = v_reset
+    s = (v >= v_thresh + thr) and not refr
+    if s:
+        v = v_reset
+        left = n_ref
+    elif left > 0:
+        left -= 1
+    return v, left, s

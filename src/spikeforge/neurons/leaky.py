@@ -39,12 +39,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-import numba
 import numpy as np
 import torch
 from pydantic import Field, field_validator
 
 from ..config import ConfigError, Params
+from ..jit import kernel
 from ..surrogate import Surrogate, get_surrogate, spike_fn
 
 ResetMode = Literal["subtract", "zero", "none"]
@@ -88,7 +88,7 @@ class LeakyParams(Params):
 # compiled kernels: layout [T, M] (time-first, flattened batch x neurons), parameters indexed m % K
 
 
-@numba.njit(inline="always")
+@kernel(inline="always")
 def _sg(code, x, k):
     if code == 0:
         d = 1.0 + k * abs(x)
@@ -106,7 +106,7 @@ def _sg(code, x, k):
         return k * r if r > 0.0 else 0.0
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _lif_forward(x, beta, theta, u0, reset, U, S):
     # beta, theta: per-element [M] (expanded by the caller so that the inner loop vectorises)
     T, M = U.shape
@@ -131,7 +131,7 @@ def _lif_forward(x, beta, theta, u0, reset, U, S):
             St[m] = 1.0 if un > th else 0.0
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel(nogil=True)
 def _lif_backward(U, u0, beta, theta, reset, code, k, gS, has_gS, gU, has_gU, gx, gbeta, gtheta, param_grads):
     # gbeta, gtheta: per-element [M] accumulators, reduced to the parameter shape by the caller
     T, M = U.shape

@@ -6,22 +6,14 @@ Every rule keeps a presynaptic trace ``x_pre`` per synapse and postsynaptic trac
     dx/dt = -x / tau      and on a spike   x <- 1      (trace_mode="set", the released code)
                                            x <- x + 1  (trace_mode="add", the paper's wording)
 
-Weight updates (``w`` clipped to [w_min, w_max] after each update):
+Each rule is one module, which holds its equation and both of its forms, registered in
+:mod:`.stdp_registry`. ``w`` is clipped to ``[w_min, w_max]`` after each update.
 
-``triplet`` (the only rule in the released code, l.331-338; reference §2.5)
-    pre spike:  w <- w + pre_sign * nu_pre * x_post1          (pre_sign = -1: depression)
-    post spike: w <- w + nu_post * x_pre * x_post2(t-)        (x_post2 just before this spike)
-
-``postpre`` (pre-and-post STDP with power-law weight dependence; paper §2.3, reference §1.2)
-    pre spike:  w <- w - nu_pre * x_post1 * w**mu
-    post spike: w <- w + nu_post * (x_pre - x_tar) * (w_max - w)**mu
-
-``exponential`` (exponential weight dependence)
-    post spike: w <- w + nu_post * (x_pre * exp(-beta * w) - x_tar * exp(-beta * (w_max - w)))
-
-``presynaptic`` (presynaptic trace with target x_tar and power-law weight dependence, the rule
-the paper presents first)
-    post spike: w <- w + nu_post * (x_pre - x_tar) * (w_max - w)**mu
+- ``triplet``: :mod:`.stdp_triplet`, the only rule in the released code;
+- ``postpre``: :mod:`.stdp_postpre`, pre-and-post with power-law weight dependence;
+- ``exponential``: :mod:`.stdp_exponential`, exponential weight dependence;
+- ``presynaptic``: :mod:`.stdp_presynaptic`, a presynaptic trace with a target and power-law weight
+  dependence, the rule the paper presents first.
 
 Only ``triplet`` is in the released code; for the other three the paper's parameter values could not
 be checked (reference §1.2). Our defaults: ``mu = 0.2`` is the value of the unused
@@ -35,8 +27,9 @@ chosen by measurement (docs/benchmarks.md, N = 400, one epoch): the released cod
 The Brian 2 ports flipped the sign of the pre-spike term (zxzhijia/Brian2STDPMNIST#15); it is
 available as ``pre_sign=+1`` for comparison, never the default.
 
-Rules are identified by ``kind``; the compiled engine dispatches on :data:`RULE_CODES`, so a new rule
-is a new code plus its two update formulas in ``engines/dc_numba.py``, not a new loop.
+Rules are identified by ``kind``, a name in the registry. A new rule is a new module under
+``plasticity/`` that calls :func:`~.stdp_registry.register_rule`; no engine changes
+(docs/architecture.md, "add a learning rule").
 """
 
 from __future__ import annotations
@@ -44,18 +37,18 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ..config import Params
-
-RULE_CODES = {"triplet": 0, "postpre": 1, "exponential": 2, "presynaptic": 3}
+from . import stdp_exponential, stdp_postpre, stdp_presynaptic, stdp_triplet  # noqa: F401  (register)
+from .stdp_registry import PARAM_ORDER, STDPRule, get_rule, rule_names
 
 
 class STDPParams(Params):
     """STDP on the input-to-excitatory weights. Defaults: Diehl & Cook (2015), original code
     l.331-338 (tc_pre 20 ms, tc_post1 20 ms, tc_post2 40 ms, nu_pre 1e-4, nu_post 1e-2, wmax 1)."""
 
-    kind: Literal["triplet", "postpre", "exponential", "presynaptic"] = "triplet"
+    kind: str = Field("triplet", description="a registered rule (plasticity.stdp_registry.rule_names())")
     tau_pre_ms: float = Field(20.0, gt=0)
     tau_post1_ms: float = Field(20.0, gt=0)
     tau_post2_ms: float = Field(40.0, gt=0)
@@ -79,15 +72,23 @@ class STDPParams(Params):
     )
     nu_decay_every: int = Field(250, ge=1, description="training examples per learning-rate decay step")
 
+    @field_validator("kind")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        if v not in rule_names():
+            raise ValueError(f"unknown STDP rule {v!r}: choose one of {', '.join(rule_names())}")
+        return v
+
+    @property
+    def rule(self) -> STDPRule:
+        """The registered rule named by ``kind`` (its compiled and tensor forms)."""
+        return get_rule(self.kind)
+
     def rate_scale(self, examples_seen: int) -> float:
         """Factor on nu_pre and nu_post after ``examples_seen`` training examples:
         ``nu_decay ** (examples_seen // nu_decay_every)`` (piecewise constant, a function of the
         example count only, so a resumed run continues the same schedule)."""
         return float(self.nu_decay ** (int(examples_seen) // self.nu_decay_every))
-
-    @property
-    def code(self) -> int:
-        return RULE_CODES[self.kind]
 
     def scaled(self, scale: float) -> STDPParams:
         """The same rule with nu_pre and nu_post multiplied by ``scale`` (the schedule's factor)."""
@@ -95,7 +96,4 @@ class STDPParams(Params):
 
     def kernel_params(self) -> np.ndarray:
         """The rule's numbers in the fixed order the update formulas read them."""
-        return np.array(
-            [self.nu_pre, self.nu_post, float(self.pre_sign), self.w_min, self.w_max, self.x_tar, self.mu, self.beta],
-            dtype=np.float64,
-        )
+        return np.array([float(getattr(self, k)) for k in PARAM_ORDER], dtype=np.float64)

@@ -255,6 +255,7 @@ def plot_curves(
         raise ValueError("curves must be a non-empty dict of name -> list of values")
     fig = Figure(figsize=(6.4, 4.2))
     ax = fig.add_subplot(1, 1, 1)
+    all_whole, x_range = True, []
     for name, ys in curves.items():
         y = _to_numpy(ys, f"curve '{name}'").ravel()
         if isinstance(x, Mapping):
@@ -264,12 +265,21 @@ def plot_curves(
         xs = np.arange(1, y.size + 1) if xs is None else _to_numpy(xs, f"x of '{name}'").ravel()
         if xs.size != y.size:
             raise ValueError(f"curve '{name}' has {y.size} values but {xs.size} x positions")
+        all_whole = all_whole and bool(np.all(xs == np.round(xs)))
+        x_range += [float(xs.min()), float(xs.max())] if xs.size else []
         if y.size > MAX_CURVE_POINTS:
             keep = np.unique(np.linspace(0, y.size - 1, MAX_CURVE_POINTS).round().astype(int))
             xs, y = xs[keep], y[keep]
         ax.plot(xs, y, label=str(name), marker="o" if y.size <= 30 else None, markersize=3.5, linewidth=1.4)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
+    if all_whole:  # epochs, iterations: whole-number ticks (no 0.96, 0.98, ... around one point)
+        from matplotlib.ticker import MaxNLocator
+
+        lo, hi = min(x_range), max(x_range)
+        if hi - lo < 2:
+            ax.set_xlim(lo - 1, hi + 1)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if logy and all(np.all(_to_numpy(v, "curve") > 0) for v in curves.values()):
         ax.set_yscale("log")
     if title:

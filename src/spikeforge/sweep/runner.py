@@ -189,7 +189,7 @@ def _work_left(s: SweepSettings, study) -> str:
 def work(s: SweepSettings, study, storage) -> int:
     """Take and run trials until the study has none left for this worker; returns trials run."""
     optuna = _optuna()
-    ran = 0
+    ran, waited = 0, False
     while True:
         with local_lock(storage.url):
             optuna.storages.fail_stale_trials(study)
@@ -200,8 +200,14 @@ def work(s: SweepSettings, study, storage) -> int:
                 trial = study.ask()
         if left == "done":
             return ran
+        if left == "run":
+            waited = False
         if left == "wait":
-            _say(s, "waiting for trials running in other workers (a dead one is re-queued after its heartbeat stops)")
+            if not waited:
+                _say(
+                    s, "waiting for trials running in other workers (a dead one is re-queued after its heartbeat stops)"
+                )
+            waited = True
             time.sleep(min(s.heartbeat_s, 2.0))
             continue
         with _Heartbeat(storage, trial._trial_id, s.heartbeat_s):

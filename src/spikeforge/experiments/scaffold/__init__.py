@@ -24,12 +24,19 @@ Adding an experiment (say ``olfaction``) takes four pieces, each in its usual ho
 3. **The experiment**, a function of the resolved config and an opened :class:`RunDir`::
 
        def run(cfg: OlfactionConfig, rd: RunDir) -> dict:
-           if rd.has_checkpoint("checkpoint"):           # resume
+           start, w = 0, init(cfg, numpy_rng(cfg.run.seed))
+           if rd.has_checkpoint("checkpoint"):           # resume (a vanished one is an error)
                arrays, meta = rd.load_checkpoint("checkpoint")
-           with rd.interrupts() as stop, rd.progress(n, desc="train") as bar:
-               for i in range(start, n):
-                   ...                                   # one example
-                   stop.check()                          # Ctrl-C lands here, between examples
+               start, w = meta["index"], arrays["w"]
+           with rd.interrupts() as stop, rd.progress(n, initial=start, desc="train") as bar:
+               try:
+                   for i in range(start, n):
+                       w = learn(w, i)                   # one example
+                       bar.update(1)
+                       stop.check()                      # Ctrl-C / kill land here, between examples
+               except InterruptedAtBoundary:             # the state is whole: save it, then stop
+                   rd.save_checkpoint("checkpoint", {"w": w}, {"index": i + 1})
+                   raise
            rd.save_checkpoint("checkpoint", {"w": w}, {"index": n})
            return rd.write_results({"accuracy": acc}, engine="torch")
 
@@ -47,6 +54,10 @@ Adding an experiment (say ``olfaction``) takes four pieces, each in its usual ho
            with rd:
                results = run(rd.cfg, rd)
            return 0
+
+From Python, :func:`resolve_config` gives the same config as the command (``SPEC.default_config()``
+is the packaged default), and ``RunDir(out, SPEC).open(cfg)`` the same run directory.
+``tests/test_scaffold.py::test_a_new_experiment_built_from_the_guide`` builds one exactly like this.
 
 What the scaffold guarantees, for every experiment alike:
 

@@ -12,7 +12,13 @@ from typing import Any
 
 from ...config import ConfigError, Params, to_toml
 from ...io.atomic import atomic_write_json, atomic_write_text, remove_stale_temporaries
-from ...io.checkpoint import checkpoint_exists, checkpoint_paths, load_checkpoint, save_checkpoint
+from ...io.checkpoint import (
+    CheckpointFallbackWarning,
+    checkpoint_exists,
+    checkpoint_paths,
+    load_checkpoint,
+    save_checkpoint,
+)
 from .runtime import DeferredInterrupts, progress_bar, provenance
 from .spec import ExperimentSpec, diff
 
@@ -36,6 +42,7 @@ class RunDir:
         self._record: dict[str, Any] = {}
         self._lock_fd: int | None = None
         self._recorded = False
+        self._loaded = False
         self._check_path()
 
     # ------------------------------------------------------------------ the directory
@@ -52,6 +59,7 @@ class RunDir:
     def saved(self) -> dict[str, Any] | None:
         """The config of the run this directory holds (None if it holds none)."""
         path = self.path / RECORD
+        self._loaded = True
         if not path.is_file():
             return None
         try:
@@ -96,8 +104,11 @@ class RunDir:
             if fresh:
                 self._clear()
             else:
+                if not self._loaded:
+                    self.saved()
                 self.check(cfg)
-            remove_stale_temporaries(self.path)
+            for d in (self.path, *(p for p in self.path.iterdir() if p.is_dir())):
+                remove_stale_temporaries(d)  # left by a killed command (we hold the lock)
             self.cfg = cfg
         except BaseException:
             self.close()
@@ -147,7 +158,7 @@ class RunDir:
         saved = self._record.get("config")
         if saved is None:
             return
-        bad = [d for d in diff(saved, cfg.to_dict()) if not self.spec.is_continuable(d[0])]
+        bad = [d for d in diff(saved, cfg.to_dict(), only_common=True) if not self.spec.is_continuable(d[0])]
         if bad:
             lines = "; ".join(f"{k} is {a!r} in the saved run, {b!r} now" for k, a, b in bad)
             raise ConfigError(
@@ -196,7 +207,16 @@ class RunDir:
         return False
 
     def load_checkpoint(self, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        return load_checkpoint(self.path / name)
+        """Load ``name``; falling back to the previous checkpoint is reported on stderr."""
+        import sys
+        import warnings
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", CheckpointFallbackWarning)
+            out = load_checkpoint(self.path / name)
+        for w in caught:
+            print(f"spikeforge: warning: {w.message}", file=sys.stderr)
+        return out
 
     # ------------------------------------------------------------------ running
     def interrupts(self) -> DeferredInterrupts:

@@ -40,7 +40,7 @@ class DeferredInterrupts:
     def _handler(self, signum, _frame) -> None:
         if self.pending is None:
             print(
-                "\nspikeforge: interrupt received; stopping after the current example (saving a checkpoint)",
+                "\nspikeforge: interrupt received; stopping after the current example or iteration, saving",
                 file=sys.stderr,
                 flush=True,
             )
@@ -92,7 +92,7 @@ def set_threads(threads: int | None) -> None:
     if "numba" in sys.modules:
         import numba
 
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
 
 
 def check_device(device: str | None) -> str | None:

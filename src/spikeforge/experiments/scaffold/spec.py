@@ -15,7 +15,6 @@ from ...config import (
     check_keys,
     check_path,
     deep_merge,
-    get_path,
     load_toml,
     parse_override,
     set_path,
@@ -111,20 +110,16 @@ def resolve_config(
     return spec.schema.from_dict(data)
 
 
-def diff(a: Any, b: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
-    """``(dotted key, value in a, value in b)`` for every leaf that differs."""
+def diff(a: Any, b: Any, prefix: str = "", only_common: bool = False) -> list[tuple[str, Any, Any]]:
+    """``(dotted key, value in a, value in b)`` for every leaf that differs; with ``only_common``,
+    keys missing on one side are skipped (a run saved before a setting existed ran without it)."""
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
-        for k in sorted(set(a) | set(b), key=str):
-            out += diff(a.get(k), b.get(k), f"{prefix}{k}.")
+        keys = set(a) & set(b) if only_common else set(a) | set(b)
+        for k in sorted(keys, key=str):
+            out += diff(a.get(k), b.get(k), f"{prefix}{k}.", only_common)
         return out
     return [] if a == b else [(prefix[:-1], a, b)]
 
 
-def default_of(spec: ExperimentSpec, key: str, defaults: Mapping[str, Any] | None = None) -> Any:
-    """The default of a dotted key (packaged TOML, else the schema's)."""
-    data = defaults if defaults is not None else spec.default_config().to_dict()
-    return get_path(dict(data), key)
-
-
-__all__ = ["CONFIG_DIR", "ConfigError", "ExperimentSpec", "Flag", "default_of", "diff", "resolve_config", "user_config"]
+__all__ = ["CONFIG_DIR", "ConfigError", "ExperimentSpec", "Flag", "diff", "resolve_config", "user_config"]

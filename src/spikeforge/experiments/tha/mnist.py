@@ -251,6 +251,11 @@ def _train_trial(
             annealer.load_state_dict(meta["annealer"])
         torch.set_rng_state(tensors["rng.torch"].to(torch.uint8))
         st = meta["state"]
+        if st["epoch"] > cfg.run.epochs:
+            raise ConfigError(
+                f"trial {trial} in {rd.path} has trained {st['epoch']} epochs, more than --epochs {cfg.run.epochs} "
+                f"asks for: give --epochs {st['epoch']} or more, or use another --out (or --fresh) for a shorter run"
+            )
         log(f"trial {trial}: resumed at epoch {st['epoch']} batch {st['batch']} (step {st['global_step']})")
         if st["finished"] and st["epoch"] < cfg.run.epochs:
             st["finished"] = False
