@@ -44,6 +44,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--check-only", action="store_true", help="only the first-step equivalence check")
+    ap.add_argument("--spikeforge-only", action="store_true", help="only time spikeforge (no snnTorch, no check)")
     ap.add_argument("--out", default=str(HERE / "out" / "olfaction_vs_snntorch.json"))
     args = ap.parse_args()
     ensure_package("snntorch", "snntorch")
@@ -165,6 +166,20 @@ def main() -> None:
         ref = SnnTorchHybrid(net)
         x = torch.from_numpy(data["x_train"][: args.batch])
         y = torch.from_numpy(data["y_train"][: args.batch])
+        if args.spikeforge_only:
+            opt = net.make_optimizer("adam", 1e-4)
+            net.run_batch(x, y, opt)  # warm-up (numba)
+            xb, yb = torch.from_numpy(data["x_train"][args.batch : 2 * args.batch]), y
+            t0, c0 = time.perf_counter(), time.process_time()
+            net.run_batch(xb, yb[: len(xb)], opt)
+            row = {
+                "kc": kc,
+                "samples_per_s": args.batch / (time.perf_counter() - t0),
+                "cpu_seconds_per_batch": time.process_time() - c0,
+            }
+            print(f"KC = {kc}: spikeforge {row['samples_per_s']:.1f} samples/s", flush=True)
+            results.append(row)
+            continue
         # equivalence on the first update step: the loss and every gradient, in float64 (in float32
         # the two sum in a different order, and one spike that flips at the threshold during the
         # 50 burn-in steps changes the first-step loss in the 3rd decimal)
