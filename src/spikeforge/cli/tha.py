@@ -5,8 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..experiments.scaffold import add_arguments, positive_int, start
-from ..experiments.tha.config import MNIST_FLAGS, MNIST_SPEC, SPIKE_TIMING_FLAGS, SPIKE_TIMING_SPEC
+from ..experiments.scaffold import (
+    RunDir,
+    add_arguments,
+    check_device,
+    flag_values,
+    positive_int,
+    resolve_config,
+    start,
+)
+from ..experiments.tha.config import MNIST_FLAGS, MNIST_SPEC, SPIKE_TIMING_FLAGS, SPIKE_TIMING_SPEC, MnistConfig
 
 
 def add_parser(subparsers) -> None:
@@ -23,7 +31,16 @@ def add_parser(subparsers) -> None:
         description="Train the snn-tha MNIST network, trial by trial; checkpoints every few iterations "
         "and resumes where it stopped (Ctrl-C saves at the next iteration).",
     )
-    add_arguments(m, MNIST_SPEC, MNIST_FLAGS)
+    add_arguments(m, MNIST_SPEC, MNIST_FLAGS, device=True)
+    m.add_argument(
+        "--nproc-per-node",
+        type=positive_int,
+        metavar="P",
+        help="train data-parallel (DistributedDataParallel) in P processes on this machine, each on "
+        "batch_size / P examples of every batch, through torchrun's launcher; for several machines run "
+        "`torchrun --nnodes N --nproc-per-node P ... -m spikeforge.cli.main tha mnist ...` instead "
+        "(default: one process)",
+    )
     m.set_defaults(func=_mnist)
 
     s = sub.add_parser(
@@ -60,15 +77,44 @@ def _evaluate(args) -> int:
 
 
 def _mnist(args) -> int:
-    from ..experiments.tha import train_mnist_in
+    from ..experiments.tha import distributed, train_mnist_in
 
     if args.init_from:
         args.init_from = str(Path(args.init_from).resolve())
-    rd = start(MNIST_SPEC, args, MNIST_FLAGS)
+    if distributed.in_worker():  # started by torchrun (or by --nproc-per-node below)
+        return distributed.run_worker(args, _start_mnist, _report_mnist)
+    if args.nproc_per_node is not None and not args.show_config:
+        return distributed.launch(args, args.nproc_per_node, _start_mnist, _report_mnist, _preflight)
+    rd = _start_mnist(args)
     if rd is None:
         return 0
     with rd:
         res = train_mnist_in(rd, print if not args.quiet else rd.log)
+    _report_mnist(rd, res)
+    return 0
+
+
+def _start_mnist(args):
+    return start(MNIST_SPEC, args, MNIST_FLAGS)
+
+
+def _preflight(args) -> int:
+    """The training batch size the run in ``args.out`` will use (resolved as :func:`start` does),
+    after checking its device: bad input is refused before any worker starts."""
+    saved = None if args.fresh else RunDir(args.out, MNIST_SPEC).saved()
+    cfg = resolve_config(
+        MNIST_SPEC,
+        saved=saved,
+        config_file=args.config,
+        sets=args.set or [],
+        values=flag_values(MNIST_SPEC, args, MNIST_FLAGS),
+    )
+    assert isinstance(cfg, MnistConfig)
+    check_device(cfg.run.device)
+    return cfg.train.batch_size
+
+
+def _report_mnist(rd, res: dict) -> None:
     s = res["summary"]
     acc = s["test_acc_at_best_val_mean"]
     out = rd.path
@@ -78,7 +124,6 @@ def _mnist(args) -> int:
         if acc is not None
         else f"results in {out / 'results.json'}"
     )
-    return 0
 
 
 def _spike_timing(args) -> int:

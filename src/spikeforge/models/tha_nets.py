@@ -25,12 +25,18 @@ test oracle), organised for speed:
 * the LIF layers run over all steps in the fused kernel (:func:`spikeforge.neurons.leaky_multistep`);
 * the linear layer runs on all ``T x B`` spike vectors at once; the flatten order of snn-tha
   (channel, row, column) is kept by permuting the weight columns instead of the spikes;
-* dropout draws an independent mask for every step, as the per-step loop does.
+* dropout draws an independent mask for every step, as the per-step loop does;
+* data-parallel training (``net.data_parallel = BatchShard(...)``): both batch norms take their
+  statistics over the whole batch of all ranks (:class:`_SyncBNPerStep`) and the dropout masks are
+  the rank's rows of the whole batch's mask, so the ranks compute what one process computes.
 
 :class:`SpikeTimingNet` -- the section-4 toy network 100-1000-1 (reference §2).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -86,24 +92,97 @@ class _BNPerStep(torch.autograd.Function):
         mean = y.mean(1, keepdim=True)
         xhat = y - mean
         var = torch.linalg.vector_norm(xhat, dim=1, keepdim=True).square_().div_(n)
-        rstd = torch.rsqrt(var + eps)
-        xhat.mul_(rstd)
-        out = torch.addcmul(bias, xhat, weight)
-        ctx.save_for_backward(xhat, rstd, weight)
-        ctx.mark_non_differentiable(mean, var)
-        return out, mean, var
+        out = _bn_normalise(ctx, xhat, var, weight, bias, eps)
+        ctx.n = n
+        count = torch.tensor(float(n))
+        ctx.mark_non_differentiable(mean, var, count)
+        return out, mean, var, count
 
     @staticmethod
-    def backward(ctx, g, _gm, _gv):
+    def backward(ctx, g, _gm, _gv, _gn):
         xhat, rstd, weight = ctx.saved_tensors
-        gx_hat = g * xhat
-        sum_gx = gx_hat.sum(1, keepdim=True)  # [T, 1, C]
-        sum_g = g.sum(1, keepdim=True)
-        n = g.shape[1]
-        grad_w = sum_gx.sum((0, 1))
-        grad_b = sum_g.sum((0, 1))
-        dx = torch.addcmul(g - sum_g / n, xhat, sum_gx / n, value=-1.0).mul_(rstd * weight)
-        return dx, grad_w, grad_b, None
+        sum_gx, sum_g = (g * xhat).sum(1, keepdim=True), g.sum(1, keepdim=True)  # [T, 1, C]
+        return _bn_input_grad(g, xhat, rstd, weight, sum_gx, sum_g, ctx.n), sum_gx.sum((0, 1)), sum_g.sum((0, 1)), None
+
+
+class _SyncBNPerStep(torch.autograd.Function):
+    """:class:`_BNPerStep` over a batch split between the ranks of ``group`` (data parallel), as
+    ``torch.nn.SyncBatchNorm`` does: forward all-reduces each rank's count, sum and sum of squares
+    (per step and channel, in float64, from the rank's own mean and squared deviations, so no
+    precision is lost to ``E[x^2] - E[x]^2``); backward all-reduces the two gradient sums. The
+    statistics, the normalised output and the input gradient are then those of one process on
+    the whole batch; the weight and bias gradients are this rank's share (DDP averages them, and
+    the loss of each rank is the mean over its own rows, so the average is the whole batch's)."""
+
+    @staticmethod
+    def forward(ctx, y, weight, bias, eps, group):
+        import torch.distributed as dist
+
+        n = y.shape[1]
+        mean_r = y.mean(1, keepdim=True)
+        m2_r = torch.linalg.vector_norm(y - mean_r, dim=1, keepdim=True).square_()
+        mean_r, m2_r = mean_r.double(), m2_r.double()
+        count = torch.full_like(mean_r[..., :1], float(n))
+        stats = torch.cat([n * mean_r, m2_r + n * mean_r.square(), count], -1)  # [T, 1, 2C + 1]
+        dist.all_reduce(stats, group=group)
+        c = y.shape[2]
+        total = stats[..., 2 * c :]
+        mean = stats[..., :c] / total
+        var = ((stats[..., c : 2 * c] - total * mean.square()) / total).clamp_min_(0.0)
+        mean, var = mean.to(y.dtype), var.to(y.dtype)
+        out = _bn_normalise(ctx, y - mean, var, weight, bias, eps)
+        ctx.n, ctx.group = float(total.reshape(-1)[0]), group
+        count = total.reshape(-1)[0].to(y.dtype)
+        ctx.mark_non_differentiable(mean, var, count)
+        return out, mean, var, count
+
+    @staticmethod
+    def backward(ctx, g, _gm, _gv, _gn):
+        import torch.distributed as dist
+
+        xhat, rstd, weight = ctx.saved_tensors
+        sum_gx, sum_g = (g * xhat).sum(1, keepdim=True), g.sum(1, keepdim=True)  # this rank's rows
+        sums = torch.cat([sum_gx, sum_g], -1)
+        dist.all_reduce(sums, group=ctx.group)
+        c = g.shape[2]
+        dx = _bn_input_grad(g, xhat, rstd, weight, sums[..., :c], sums[..., c:], ctx.n)
+        return dx, sum_gx.sum((0, 1)), sum_g.sum((0, 1)), None, None
+
+
+def _bn_normalise(ctx, xhat, var, weight, bias, eps):
+    """``(y - mean) -> weight * (y - mean) / sqrt(var + eps) + bias`` in place; saves for backward."""
+    rstd = torch.rsqrt(var + eps)
+    xhat.mul_(rstd)
+    out = torch.addcmul(bias, xhat, weight)
+    ctx.save_for_backward(xhat, rstd, weight)
+    return out
+
+
+def _bn_input_grad(g, xhat, rstd, weight, sum_gx, sum_g, n):
+    return torch.addcmul(g - sum_g / n, xhat, sum_gx / n, value=-1.0).mul_(rstd * weight)
+
+
+@dataclass
+class BatchShard:
+    """This process's rows ``[start, start + size)`` of a training batch of ``global_size`` rows
+    split between the ranks of the process group ``group`` (data-parallel training). While a
+    :class:`THAMnistNet` in training mode has one (``net.data_parallel``), its batch norms take
+    their statistics over the whole batch (all-reduced, as ``SyncBatchNorm``) and its dropout
+    masks are this shard's rows of the mask one process would draw for the whole batch, so every
+    rank draws the same numbers from the (identically seeded) default generator."""
+
+    group: Any
+    start: int = 0
+    size: int = 0
+    global_size: int = 0
+
+    def dropout(self, x: torch.Tensor, p: float, num_steps: int) -> torch.Tensor:
+        """``F.dropout`` of ``x [T * size, K]`` (time-major) with the whole batch's mask: on the
+        CPU the same draws as ``F.dropout`` of ``[T * global_size, K]`` in one process."""
+        k = x.shape[-1]
+        keep = torch.empty(num_steps * self.global_size, k, dtype=x.dtype, device=x.device).bernoulli_(1.0 - p)
+        keep = keep.div_(1.0 - p).view(num_steps, self.global_size, k)[:, self.start : self.start + self.size]
+        return x * keep.reshape(-1, k)
 
 
 class THAMnistNet(nn.Module):
@@ -131,6 +210,7 @@ class THAMnistNet(nn.Module):
         self.lif1 = Leaky(lif.replace(threshold=p.thresholds[0]), time_first=True)
         self.lif2 = Leaky(lif.replace(threshold=p.thresholds[1]), time_first=True)
         self.lif3 = Leaky(lif.replace(threshold=p.thresholds[2]), time_first=True, return_mem=True)
+        self.data_parallel: BatchShard | None = None  # set by data-parallel training (see BatchShard)
 
     @property
     def lif_layers(self) -> list[Leaky]:
@@ -160,8 +240,9 @@ class THAMnistNet(nn.Module):
         p = self.params
         T, B = p.num_steps, x.shape[0]
         c1 = F.avg_pool2d(F.conv2d(x, self._w(self.conv1)), 2)  # [B, C1, s1, s1]
+        shard = self.data_parallel if self.training else None
         if p.batch_norm:
-            c1 = self._bn_static(c1, self.bn1, T)
+            c1 = self._bn_static(c1, self.bn1, T) if shard is None else self._bn_static_sync(c1, self.bn1, T, shard)
         c1 = c1.permute(0, 2, 3, 1).contiguous()  # channels-last: the spikes come out that way
         s1, _ = leaky_multistep(
             c1, self.lif1.beta, self.lif1.threshold, self.lif1.surrogate, time_dim=0, num_steps=T
@@ -171,7 +252,7 @@ class THAMnistNet(nn.Module):
         c2 = F.conv2d(s1, w2, stride=2)  # [T*B, C2, s2, s2], channels-last
         c2 = c2.permute(0, 2, 3, 1).reshape(T, B * self.size2 * self.size2, p.channels2)
         if p.batch_norm:
-            c2 = self._bn_per_step(c2, self.bn2)
+            c2 = self._bn_per_step(c2, self.bn2, shard)
         s2, _ = leaky_multistep(
             c2.reshape(T, B, -1), self.lif2.beta, self.lif2.threshold, self.lif2.surrogate, time_dim=0
         )  # [T, B, s2*s2*C2] (h, w, c)
@@ -179,7 +260,7 @@ class THAMnistNet(nn.Module):
         wf = wf.view(p.num_classes, p.channels2, self.size2, self.size2).permute(0, 2, 3, 1)
         c3 = F.linear(s2.reshape(T * B, -1), wf.reshape(p.num_classes, -1), self.fc.bias)
         if p.dropout > 0:
-            c3 = F.dropout(c3, p.dropout, self.training)
+            c3 = F.dropout(c3, p.dropout, self.training) if shard is None else shard.dropout(c3, p.dropout, T)
         s3, u3 = leaky_multistep(
             c3.view(T, B, -1), self.lif3.beta, self.lif3.threshold, self.lif3.surrogate, time_dim=0
         )
@@ -193,16 +274,35 @@ class THAMnistNet(nn.Module):
         bn.num_batches_tracked.add_(T)
         return out
 
-    def _bn_per_step(self, y: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
-        """``y``: ``[T, N, C]`` (N = batch x positions); statistics per step and channel."""
+    def _bn_static_sync(self, x: torch.Tensor, bn: nn.BatchNorm2d, T: int, shard: BatchShard) -> torch.Tensor:
+        """:meth:`_bn_static` in training mode, statistics over the whole batch of ``shard.group``."""
+        b, c, h, w = x.shape
+        y = x.permute(0, 2, 3, 1).reshape(1, b * h * w, c)
+        out, mean, var, n = _SyncBNPerStep.apply(y, bn.weight, bn.bias, bn.eps, shard.group)
+        with torch.no_grad():
+            m_eff = 1.0 - (1.0 - bn.momentum) ** T
+            n = float(n)
+            bn.running_mean.mul_(1.0 - m_eff).add_(mean.reshape(-1), alpha=m_eff)
+            bn.running_var.mul_(1.0 - m_eff).add_(var.reshape(-1), alpha=m_eff * n / max(n - 1.0, 1.0))
+            bn.num_batches_tracked.add_(T)
+        return out.reshape(b, h, w, c).permute(0, 3, 1, 2)
+
+    def _bn_per_step(self, y: torch.Tensor, bn: nn.BatchNorm2d, shard: BatchShard | None = None) -> torch.Tensor:
+        """``y``: ``[T, N, C]`` (N = batch x positions); statistics per step and channel (over the
+        whole batch of ``shard.group`` when given)."""
         if not self.training:
             scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
             return (y - bn.running_mean) * scale + bn.bias
-        out, mean, var = _BNPerStep.apply(y, bn.weight, bn.bias, bn.eps)
+        if shard is None:
+            out, mean, var, _ = _BNPerStep.apply(y, bn.weight, bn.bias, bn.eps)
+            n: float = y.shape[1]
+        else:
+            out, mean, var, count = _SyncBNPerStep.apply(y, bn.weight, bn.bias, bn.eps, shard.group)
+            n = float(count)
         with torch.no_grad():
-            T, n = y.shape[0], y.shape[1]
+            T = y.shape[0]
             m = bn.momentum
-            w = m * (1.0 - m) ** torch.arange(T - 1, -1, -1, dtype=torch.float64)
+            w = m * (1.0 - m) ** torch.arange(T - 1, -1, -1, dtype=torch.float64, device=y.device)
             decay = (1.0 - m) ** T
             mu = mean.reshape(T, -1).double()
             vu = var.reshape(T, -1).double() * (n / max(n - 1, 1))

@@ -13,7 +13,8 @@ step 75; four cases (full precision theta=1, binarized theta=1, binarized theta=
 theta annealed 5 -> 50).
 
 Both write ``results.json``, curves (PNG) and, for spike timing, GIF animations into the run
-directory. Files: ``config.py`` (both configs, specs and flags), ``mnist.py``, ``spike_timing.py``.
+directory. Files: ``config.py`` (both configs, specs and flags), ``mnist.py``, ``spike_timing.py``,
+``distributed.py`` (data-parallel ``mnist``: ``--nproc-per-node`` / torchrun).
 """
 
 from __future__ import annotations

@@ -21,6 +21,13 @@ class RunSection(Params):
     trials: int = Field(1, ge=1)
     epochs: int = Field(10, ge=1)
     threads: int = Field(1, ge=1, description="torch CPU threads")
+    device: str = Field("cpu", description="torch device (cpu, cuda, cuda:N); data-parallel ranks use cuda:LOCAL_RANK")
+    dtype: str = Field(
+        "float32",
+        pattern="^(float32|float64)$",
+        description="floating-point type of the network and its inputs (float64: for exactness checks; "
+        "float32 runs that differ only in summation order part ways once a membrane rounds across its threshold)",
+    )
     checkpoint_every: int = Field(50, ge=1, description="iterations between checkpoints")
     log_every: int = Field(10, ge=1, description="iterations between logged loss/threshold points")
     patience: int = Field(0, ge=0, description="early stopping on validation accuracy, in epochs (0: off)")
@@ -197,8 +204,19 @@ MNIST_SPEC = ExperimentSpec(
     default_out="runs/tha_mnist",
     seed_key="run.seed",
     threads_key="run.threads",
-    # run length, logging and checkpoint spacing continue a run; everything else defines it
-    continuable=("run.epochs", "run.threads", "run.checkpoint_every", "run.log_every", "run.trials", "run.patience"),
+    device_key="run.device",
+    # run length, logging, checkpoint spacing and where / in what precision it computes continue a
+    # run; everything else defines it
+    continuable=(
+        "run.epochs",
+        "run.threads",
+        "run.device",
+        "run.dtype",
+        "run.checkpoint_every",
+        "run.log_every",
+        "run.trials",
+        "run.patience",
+    ),
     legacy=_strip("run.out_dir", "run.progress"),
 )
 

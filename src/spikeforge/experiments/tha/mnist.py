@@ -22,6 +22,7 @@ from ...plotting.figures import plot_curves
 from ...synapses.binarized import clamp_binary_weights_
 from ..scaffold import InterruptedAtBoundary, RunDir
 from .config import MNIST_SPEC, MnistConfig
+from .distributed import SINGLE, SingleProcess
 
 
 def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
@@ -67,8 +68,8 @@ def evaluate(net: THAMnistNet, X: torch.Tensor, Y: torch.Tensor, batch_size: int
     net.eval()
     correct = 0
     for i in range(0, X.shape[0], batch_size):
-        s, _ = net(X[i : i + batch_size])
-        correct += int((spike_count_predictions(s) == Y[i : i + batch_size]).sum())
+        s, _ = net(X[i : i + batch_size].to(net.fc.weight))
+        correct += int((spike_count_predictions(s) == Y[i : i + batch_size].to(s.device)).sum())
     net.train(was)
     return correct / max(X.shape[0], 1)
 
@@ -115,7 +116,7 @@ def evaluate_checkpoint(
 def _config_identity(cfg: MnistConfig) -> dict:
     """The part of the config a checkpoint must match to be resumed (not run length/logging)."""
     d = cfg.to_dict()
-    for k in ("epochs", "threads", "checkpoint_every", "log_every", "trials", "patience"):
+    for k in ("epochs", "threads", "device", "dtype", "checkpoint_every", "log_every", "trials", "patience"):
         d["run"].pop(k, None)
     return d
 
@@ -132,8 +133,9 @@ def train_mnist(
         return train_mnist_in(rd, log)
 
 
-def train_mnist_in(rd: RunDir, log: Callable[[str], None] | None = None) -> dict:
-    """The MNIST experiment in an opened run directory (``rd.cfg`` is its config)."""
+def train_mnist_in(rd: RunDir, log: Callable[[str], None] | None = None, dp: SingleProcess = SINGLE) -> dict:
+    """The MNIST experiment in an opened run directory (``rd.cfg`` is its config); ``dp``: the
+    data-parallel hooks of this rank (see :mod:`.distributed`)."""
     cfg = rd.cfg
     assert isinstance(cfg, MnistConfig)
     log = log or rd.log
@@ -147,7 +149,7 @@ def train_mnist_in(rd: RunDir, log: Callable[[str], None] | None = None) -> dict
         def on_epoch(partial: dict, done=list(trials)) -> None:  # noqa: B006 (binds the list)
             _write_results(rd, done + [partial])
 
-        trials.append(_train_trial(rd, trial, train, val, test, log, on_epoch))
+        trials.append(_train_trial(rd, trial, train, val, test, log, on_epoch, dp))
         _write_results(rd, trials)
     return _write_results(rd, trials)
 
@@ -179,6 +181,7 @@ def _train_trial(
     test,
     log: Callable[[str], None],
     on_epoch: Callable[[dict], None] | None = None,
+    dp: SingleProcess = SINGLE,
 ) -> dict:
     cfg = rd.cfg
     assert isinstance(cfg, MnistConfig)
@@ -187,11 +190,14 @@ def _train_trial(
     seed = cfg.run.seed + trial
     torch.manual_seed(seed)
     net = THAMnistNet(cfg.model)
+    dtype, device = getattr(torch, cfg.run.dtype), dp.device_of(cfg.run.device)
+    if dtype != torch.float32 or device.type != "cpu":
+        net = net.to(device, dtype)
     net.train()
     opt = torch.optim.Adam(net.parameters(), lr=cfg.train.lr, betas=cfg.train.betas)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.train.t_max_iterations, eta_min=cfg.train.eta_min)
     resuming = rd.has_checkpoint(last)
-    if cfg.run.init_from and not resuming:
+    if cfg.run.init_from and not resuming and dp.is_main:
         src, _ = load_tensors(cfg.run.init_from)
         weights = {k[6:]: v for k, v in src.items() if k.startswith("model.")}
         own = net.state_dict()
@@ -250,6 +256,8 @@ def _train_trial(
         if annealer is not None:
             annealer.load_state_dict(meta["annealer"])
         torch.set_rng_state(tensors["rng.torch"].to(torch.uint8))
+        if device.type == "cuda" and "rng.cuda" in tensors:
+            torch.cuda.set_rng_state(tensors["rng.cuda"].to(torch.uint8), device)
         st = meta["state"]
         if st["epoch"] > cfg.run.epochs:
             raise ConfigError(
@@ -263,6 +271,8 @@ def _train_trial(
     def save(name: str) -> None:
         tensors = {f"model.{k}": v for k, v in net.state_dict().items()}
         tensors["rng.torch"] = torch.get_rng_state()
+        if device.type == "cuda":
+            tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
         meta = {
             "identity": ident,
             "config": cfg.to_dict(),
@@ -279,6 +289,8 @@ def _train_trial(
     def summary() -> dict:
         return _trial_summary(trial, seed, tdir, st, its_per_epoch, net)
 
+    st = dp.sync_state(net, opt, sched, annealer, st)
+    model = dp.wrap(net)
     t_start = time.time() - st["wall_s"]
     stop = st["finished"]
     while not stop and st["epoch"] < cfg.run.epochs:
@@ -288,14 +300,14 @@ def _train_trial(
             its_per_epoch, initial=st["batch"], desc=f"trial {trial} epoch {epoch + 1}/{cfg.run.epochs}", unit="it"
         )
         t_epoch = time.time()
-        with rd.interrupts() as interrupts:
+        with dp.interrupts(rd) as interrupts:
             try:
                 while st["batch"] < its_per_epoch:
-                    idx = perm[st["batch"] * bs : (st["batch"] + 1) * bs]
-                    x, y = Xtr[idx], Ytr[idx]
+                    idx = dp.shard(net, perm[st["batch"] * bs : (st["batch"] + 1) * bs])
+                    x, y = Xtr[idx].to(device, dtype), Ytr[idx].to(device)
                     t0 = time.time()
-                    s, _ = net(x)
-                    loss = loss_fn(s, y)
+                    s, _ = model(x)
+                    loss = dp.scale(loss_fn(s, y))
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     if cfg.train.grad_clip:
@@ -309,7 +321,7 @@ def _train_trial(
                     st["train_s"] += time.time() - t0
                     st["batch"] += 1
                     st["global_step"] += 1
-                    lv = loss.item()
+                    lv = dp.loss_value(loss)
                     if not math.isfinite(lv):
                         raise RuntimeError(f"loss became {lv} at step {st['global_step']}; lower train.lr")
                     if st["global_step"] % cfg.run.log_every == 0 or st["batch"] == 1:
@@ -330,8 +342,8 @@ def _train_trial(
                 bar.close()
                 raise
         bar.close()
-        val_acc = evaluate(net, *val, cfg.train.eval_batch_size)
-        test_acc = evaluate(net, *test, cfg.train.eval_batch_size)
+        val_acc = dp.evaluate(evaluate, net, *val, cfg.train.eval_batch_size)
+        test_acc = dp.evaluate(evaluate, net, *test, cfg.train.eval_batch_size)
         st["epoch"] += 1
         st["batch"] = 0
         st["wall_s"] = time.time() - t_start
@@ -362,7 +374,8 @@ def _train_trial(
         if improved:
             save(best)
         save(last)
-        _plot_mnist(tdir, st)
+        if dp.is_main:
+            _plot_mnist(tdir, st)
         if on_epoch is not None:
             on_epoch(summary())
     return summary()
