@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..experiments.olfaction_config import FLAGS, KC_SIZES, MODES, SPEC, TABLE_FLAGS
+from ..experiments.olfaction_config import FLAGS, KC_SIZES, MODES, SPEC, TABLE_FLAGS, OlfactionConfig
 from ..experiments.scaffold import RunDir, add_arguments, flag_values, positive_int, resolve_config, start
 
 
@@ -75,6 +75,7 @@ def _table(args) -> int:
                 sets=args.set or [],
                 values={**values, "run.kc": kc, "run.mode": mode},
             )
+            assert isinstance(cfg, OlfactionConfig)
             preset = cfg.run.preset
             want = cfg.run.ann_epochs if mode == "ann" else cfg.run.epochs
             done = rd.read_results() if (saved is not None or args.reuse) else {}

@@ -133,5 +133,5 @@ def load(params: OlfactionDataParams, cache_dir: str | os.PathLike[str] | None =
     data = generate(params)
     directory.mkdir(parents=True, exist_ok=True)
     with atomic_writer(path, "wb") as fh:
-        np.savez(fh, **data)
+        np.savez(fh, **data)  # type: ignore[arg-type]
     return data

@@ -52,6 +52,7 @@ class Trainer:
         self.cfg = cfg
         r = cfg.run
         g = torch.Generator().manual_seed(r.seed)
+        self.opt: torch.optim.Optimizer
         if r.mode == "ann":
             self.ann = WangANN(cfg.ann, g)
             self.opt = torch.optim.Adam(self.ann.parameters(), lr=r.ann_lr)
@@ -134,6 +135,7 @@ class Trainer:
 def run_in(rd: RunDir) -> dict:
     """Train (or resume) in the opened run directory ``rd`` and write ``results.json``, the
     checkpoint and the plots there."""
+    assert isinstance(rd.cfg, OlfactionConfig)
     cfg = rd.cfg.resolved()
     out = rd.path
 
@@ -143,7 +145,14 @@ def run_in(rd: RunDir) -> dict:
 
     data = split_data(cfg)
     trainer = Trainer(cfg)
-    hist = {"epoch": [], "train_loss": [], "train_acc": [], "val_acc": [], "test_acc": [], "seconds": []}
+    hist: dict[str, list] = {
+        "epoch": [],
+        "train_loss": [],
+        "train_acc": [],
+        "val_acc": [],
+        "test_acc": [],
+        "seconds": [],
+    }
     start_epoch = 0
     if rd.has_checkpoint("checkpoint"):
         arrays, meta = rd.load_checkpoint("checkpoint")

@@ -115,7 +115,7 @@ def write_table(rows: list[dict], out: Path, preset: str) -> str:
     atomic_write_text(out / "table.md", text)
     atomic_write_json(out / "table.json", slim)
     kcs = sorted({r["kc"] for r in rows})
-    series = {}
+    series: dict[str, list[float | None]] = {}
     for mode in dict.fromkeys(r["mode"] for r in rows):
         acc = {r["kc"]: r["test_accuracy"] for r in rows if r["mode"] == mode}
         series[mode] = [acc.get(k) for k in kcs]

@@ -216,7 +216,10 @@ class OlfactionNet:
         e_v = [z.clone() for z in zeros[:-1]]
         r_tr = [z.clone() for z in zeros]  # DECOLLE refractory traces
         s_last = [z.clone() for z in zeros]
-        onehot = torch.nn.functional.one_hot(y, p.n_class).to(x.dtype) if y is not None else None
+        if learn and y is None:
+            raise ValueError("run_batch with an optimizer needs the labels y")
+        yy = y if y is not None else torch.zeros(B, dtype=torch.long)
+        onehot = torch.nn.functional.one_hot(yy, p.n_class).to(x.dtype)
         cycles = {b: CycleState(B, sizes[b], sizes[b + 1]) for b in self.stdp_set} if learn else {}
         logits = torch.zeros(B, p.n_class, dtype=x.dtype)
         rates = [0.0] * len(sizes)
@@ -259,7 +262,7 @@ class OlfactionNet:
                 filt[l] = lam * filt[l] + (1 - lam) * s if lam else s
                 if update and b not in self.stdp_set:
                     g = self.readouts[b]
-                    dr, lv = _loss_grad(filt[l] @ g.t(), y, onehot, p.loss)
+                    dr, lv = _loss_grad(filt[l] @ g.t(), yy, onehot, p.loss)
                     du = (dr @ g) * ((1 - lam) * self.surrogate.grad(u))
                     if p.reg > 0:
                         du = du + _reg_grad(u, p.reg)
@@ -277,13 +280,14 @@ class OlfactionNet:
             if record:
                 rec.append([s[0].clone() for s in spikes])
             if update:
-                dy, lv = _loss_grad(out, y, onehot, p.loss)
+                dy, lv = _loss_grad(out, yy, onehot, p.loss)
                 self.out_w.grad = dy.t() @ filt[-1]
                 self.out_b.grad = dy.sum(0)
                 loss_sum += lv
                 n_upd += 1
                 if n_upd == 1:
                     first_loss = loss_sum
+                assert optimizer is not None
                 optimizer.step()
                 for b in self.stdp_set:
                     stdp_update(self.weights[b], spikes[b], spikes[b + 1], t - p.burn_in, cycles[b], p.stdp)

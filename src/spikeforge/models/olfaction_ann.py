@@ -102,4 +102,4 @@ class WangANN(nn.Module):
 
     def connectivity(self) -> list[torch.Tensor]:
         """Effective weights of each block, ``[n_out, n_in]``."""
-        return [layer.effective_weight().detach() for layer in self.blocks]
+        return [layer.effective_weight().detach() for layer in self.blocks if isinstance(layer, _SignedLinear)]

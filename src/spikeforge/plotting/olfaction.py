@@ -47,7 +47,7 @@ def plot_kc_histogram(w_pn2kc: np.ndarray, thresholds: Mapping[str, float | None
     ax = fig.add_subplot(1, 1, 1)
     if w.size:
         bins = np.logspace(np.log10(max(w.min(), 1e-8)), np.log10(w.max() + 1e-12), 60)
-        ax.hist(w, bins=bins, color="#3b75af")
+        ax.hist(w, bins=bins.tolist(), color="#3b75af")
         ax.set_xscale("log")
     for (name, thr), col in zip(thresholds.items(), ("#c0392b", "#27ae60", "#8e44ad")):
         if thr:
@@ -93,7 +93,9 @@ def plot_rate_curves(a: np.ndarray, curves: Mapping[str, np.ndarray], path, titl
     return _save(fig, path)
 
 
-def plot_bars(groups: Sequence[str], series: Mapping[str, Sequence[float]], path, ylabel: str, title: str) -> Path:
+def plot_bars(
+    groups: Sequence[str], series: Mapping[str, Sequence[float | None]], path, ylabel: str, title: str
+) -> Path:
     fig = Figure(figsize=(7.0, 4.0))
     ax = fig.add_subplot(1, 1, 1)
     width = 0.8 / max(len(series), 1)
