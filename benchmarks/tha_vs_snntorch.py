@@ -6,9 +6,11 @@
 What it does:
 
 1. snnTorch is not a dependency of spikeforge. If ``import snntorch`` fails, the script creates
-   (first time) ``benchmarks/.venv-snntorch`` with ``--system-site-packages`` (so it reuses the
-   installed torch 2.13 CPU and spikeforge; pip therefore never downloads a CUDA torch), runs
-   ``pip install snntorch`` in it, and re-executes itself with that interpreter.
+   (first time) ``benchmarks/.venv-snntorch`` that sees the running interpreter's packages
+   (``benchmarks/helper_env.py``: a ``.pth`` file, not ``--system-site-packages``, so it also works
+   when spikeforge is installed in a virtual environment; it reuses the installed torch and
+   spikeforge, so pip never downloads a CUDA torch), runs ``pip install snntorch`` in it, and
+   re-executes itself with that interpreter.
 2. builds the snn-tha MNIST network (binarized by default; ``--fp`` for full precision) once with
    spikeforge (:class:`spikeforge.models.tha_nets.THAMnistNet`: static input computed once, fused
    numba LIF, conv2+pool as one stride-2 convolution over all T x B spike maps, per-step batch
@@ -34,7 +36,6 @@ import copy
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -44,20 +45,10 @@ VENV = HERE / ".venv-snntorch"
 
 
 def _ensure_snntorch() -> None:
-    try:
-        import snntorch  # noqa: F401
+    sys.path.insert(0, str(HERE))
+    from helper_env import ensure_package
 
-        return
-    except ImportError:
-        pass
-    py = VENV / "bin" / "python"
-    if Path(sys.prefix).resolve() == VENV.resolve():
-        sys.exit("snntorch is not importable inside benchmarks/.venv-snntorch; delete it and retry")
-    if not py.exists():
-        print(f"creating {VENV} (system site packages: reuses torch {_torch_version()})", flush=True)
-        subprocess.check_call([sys.executable, "-m", "venv", "--system-site-packages", str(VENV)])
-    subprocess.check_call([str(py), "-m", "pip", "install", "-q", "snntorch"])
-    os.execv(str(py), [str(py), *sys.argv])
+    ensure_package("snntorch", "snntorch", name="snntorch")
 
 
 def _torch_version() -> str:

@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "spikeforge.cli.event_stdp",
     "spikeforge.cli.sweep",
     "spikeforge.cli.export",
+    "spikeforge.cli.olfaction",
 )
 
 

@@ -26,7 +26,7 @@ class Target:
     argv: tuple[str, ...]  # after ``spikeforge``
     metric: str  # dotted path into results.json; ``a.0.b`` indexes lists
     direction: str = "maximize"
-    history: str | None = None  # dotted path to a list of per-epoch records, with ``*`` for the list
+    history: str | None = None  # dotted path to the per-epoch metric: a list, or records with ``*``
     fixed_args: tuple[str, ...] = ("--quiet",)
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -67,7 +67,7 @@ TARGETS: dict[str, Target] = {
             "olfaction",
             ("olfaction", "run"),
             metric="test_accuracy",
-            history="epochs.*.val_accuracy",
+            history="history.val_acc",
             description="hybrid DECOLLE/STDP olfaction network: test accuracy (prunes on validation accuracy)",
         ),
     )
@@ -115,9 +115,19 @@ def read_metric(results_path: Path, path: str) -> float | None:
 
 
 def read_history(results_path: Path, path: str | None) -> list[float]:
-    """The per-epoch metric values written so far (empty when the experiment writes none)."""
-    if not path or "*" not in path:
+    """The per-epoch metric values written so far (empty when the experiment writes none). ``path``
+    names a list of numbers (``history.val_acc``) or, with ``*``, a field of each record of a list
+    (``trials.0.epochs.*.val_acc``)."""
+    if not path:
         return []
+    if "*" not in path:
+        try:
+            values = _walk(json.loads(results_path.read_text()), path.split("."))
+        except (OSError, ValueError, KeyError, IndexError, TypeError):
+            return []
+        if not isinstance(values, list):
+            return []
+        return [float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
     head, tail = path.split("*", 1)
     try:
         data = json.loads(results_path.read_text())

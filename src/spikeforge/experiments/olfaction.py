@@ -1,0 +1,183 @@
+"""The olfaction experiment: train DECOLLE / hybrid (DECOLLE + STDP) SNNs or Wang's ANN on the
+synthetic odor task, pick the best epoch on a validation split of the training set, report test
+accuracy, GloScore and K, checkpoint every epoch (a killed run resumes), and plot.
+
+Config sections: ``[run]`` (:class:`OlfactionRunParams`), ``[data]`` (generator overrides of the
+preset), ``[model]`` (:class:`..models.olfaction.OlfactionNetParams`) and ``[ann]``
+(:class:`..models.olfaction_ann.WangANNParams`); defaults in ``configs/olfaction.toml``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+
+from ..config import ConfigError
+from ..data import olfaction as odata
+from ..models.olfaction import OlfactionNet
+from ..models.olfaction_ann import WangANN
+from . import olfaction_report as report
+from .olfaction_config import KC_SIZES, MODES, SPEC, OlfactionConfig
+from .scaffold import RunDir
+
+__all__ = ["KC_SIZES", "MODES", "SPEC", "OlfactionConfig", "Trainer", "run_in", "split_data"]
+
+
+def split_data(cfg: OlfactionConfig) -> dict[str, np.ndarray]:
+    dp = odata.preset(cfg.run.preset, **cfg.data)
+    d = odata.load(dp, cfg.run.cache_dir)
+    x, y = d["x_train"], d["y_train"]
+    if cfg.run.train_limit:
+        x, y = x[: cfg.run.train_limit], y[: cfg.run.train_limit]
+    n_val = max(1, int(round(cfg.run.val_fraction * len(x))))
+    if n_val >= len(x):
+        raise ConfigError(f"val_fraction = {cfg.run.val_fraction} leaves no training samples of {len(x)}")
+    return {
+        "x_train": x[:-n_val],
+        "y_train": y[:-n_val],
+        "x_val": x[-n_val:],
+        "y_val": y[-n_val:],
+        "x_test": d["x_test"],
+        "y_test": d["y_test"],
+    }
+
+
+class Trainer:
+    """One model (spiking or ANN) with its optimizer; epoch training and evaluation."""
+
+    def __init__(self, cfg: OlfactionConfig):
+        self.cfg = cfg
+        r = cfg.run
+        g = torch.Generator().manual_seed(r.seed)
+        self.opt: torch.optim.Optimizer
+        if r.mode == "ann":
+            self.ann = WangANN(cfg.ann, g)
+            self.opt = torch.optim.Adam(self.ann.parameters(), lr=r.ann_lr)
+        else:
+            self.net = OlfactionNet(cfg.model, g)
+            self.opt = self.net.make_optimizer(r.optimizer, r.lr)
+
+    # --- state ---------------------------------------------------------------------------------
+    def tensors(self) -> dict[str, torch.Tensor]:
+        d = dict(self.ann.state_dict()) if self.cfg.run.mode == "ann" else dict(self.net.tensors())
+        params = self.opt.param_groups[0]["params"]
+        for k, prm in enumerate(params):
+            for name, val in self.opt.state.get(prm, {}).items():
+                d[f"opt.{k}.{name}"] = torch.as_tensor(val).reshape(-1) if name == "step" else val
+        return d
+
+    def load(self, arrays: dict[str, np.ndarray]) -> None:
+        if self.cfg.run.mode == "ann":
+            self.ann.load_state_dict({k: torch.from_numpy(v) for k, v in arrays.items() if not k.startswith("opt.")})
+        else:
+            self.net.load_tensors(arrays)
+        for k, prm in enumerate(self.opt.param_groups[0]["params"]):
+            st = {
+                n.split(".", 2)[2]: torch.from_numpy(v.copy()) for n, v in arrays.items() if n.startswith(f"opt.{k}.")
+            }
+            if st:
+                st["step"] = st["step"].reshape(())
+                self.opt.state[prm] = st
+
+    # --- training ------------------------------------------------------------------------------
+    def train_epoch(self, x: np.ndarray, y: np.ndarray, epoch: int) -> tuple[float, float]:
+        r = self.cfg.run
+        if r.mode != "ann":
+            scale = 0.5 * (1 + math.cos(math.pi * epoch / r.epochs)) if r.lr_schedule == "cosine" else 1.0
+            for group in self.opt.param_groups:
+                group["lr"] = r.lr * scale
+        order = np.random.default_rng([r.seed, epoch]).permutation(len(x))
+        g = torch.Generator().manual_seed(r.seed * 100003 + epoch)
+        correct, loss_sum, n_batches = 0, 0.0, 0
+        if r.mode == "ann":
+            self.ann.train()
+        for start in range(0, len(x), r.batch_size):
+            idx = order[start : start + r.batch_size]
+            xb, yb = torch.from_numpy(x[idx]), torch.from_numpy(y[idx])
+            if r.mode == "ann":
+                out = self.ann(xb, g)
+                loss = torch.nn.functional.cross_entropy(out, yb)
+                self.opt.zero_grad()
+                loss.backward()
+                self.opt.step()
+                logits, lv = out.detach(), loss.item()
+            else:
+                res = self.net.run_batch(xb, yb, self.opt, g)
+                logits, lv = res["logits"], res["loss"]
+            correct += int((logits.argmax(1) == yb).sum())
+            loss_sum += lv
+            n_batches += 1
+        return loss_sum / n_batches, correct / len(x)
+
+    @torch.no_grad()
+    def predict(self, x: np.ndarray, seed_offset: int = 0) -> np.ndarray:
+        r = self.cfg.run
+        g = torch.Generator().manual_seed(r.seed * 7919 + 17 + seed_offset)
+        out = []
+        if r.mode == "ann":
+            self.ann.eval()
+        for start in range(0, len(x), r.eval_batch):
+            xb = torch.from_numpy(x[start : start + r.eval_batch])
+            logits = self.ann(xb, g) if r.mode == "ann" else self.net.run_batch(xb, generator=g)["logits"]
+            out.append(logits.argmax(1).numpy())
+        return np.concatenate(out)
+
+    def connectivity(self) -> list[np.ndarray]:
+        """Effective weights of every block ``[n_out, n_in]``."""
+        if self.cfg.run.mode == "ann":
+            return [w.numpy() for w in self.ann.connectivity()]
+        return [self.net.effective(b).numpy().copy() for b in range(self.cfg.model.n_blocks)]
+
+
+def run_in(rd: RunDir) -> dict:
+    """Train (or resume) in the opened run directory ``rd`` and write ``results.json``, the
+    checkpoint and the plots there."""
+    assert isinstance(rd.cfg, OlfactionConfig)
+    cfg = rd.cfg.resolved()
+    out = rd.path
+
+    def log(msg: str) -> None:
+        if not rd.quiet:
+            print(msg, flush=True)
+
+    data = split_data(cfg)
+    trainer = Trainer(cfg)
+    hist: dict[str, list] = {
+        "epoch": [],
+        "train_loss": [],
+        "train_acc": [],
+        "val_acc": [],
+        "test_acc": [],
+        "seconds": [],
+    }
+    start_epoch = 0
+    if rd.has_checkpoint("checkpoint"):
+        arrays, meta = rd.load_checkpoint("checkpoint")
+        trainer.load(arrays)
+        hist = meta["history"]
+        start_epoch = len(hist["epoch"])
+        log(f"resuming {out} after epoch {start_epoch}")
+    n_train = len(data["x_train"])
+    n_epochs = cfg.run.ann_epochs if cfg.run.mode == "ann" else cfg.run.epochs
+    with rd.interrupts() as stop:
+        for epoch in range(start_epoch, n_epochs):
+            t0 = time.perf_counter()
+            loss, train_acc = trainer.train_epoch(data["x_train"], data["y_train"], epoch)
+            seconds = time.perf_counter() - t0
+            val_acc = float((trainer.predict(data["x_val"]) == data["y_val"]).mean())
+            test_acc = float((trainer.predict(data["x_test"], 1) == data["y_test"]).mean())
+            for k, v in zip(hist, (epoch + 1, loss, train_acc, val_acc, test_acc, seconds)):
+                hist[k].append(v)
+            log(
+                f"epoch {epoch + 1}/{n_epochs}: loss {loss:.4f} train {train_acc:.4f} val {val_acc:.4f} "
+                f"test {test_acc:.4f} ({n_train / seconds:.1f} samples/s)"
+            )
+            rd.save_checkpoint("checkpoint", trainer.tensors(), {"history": hist})
+            stop.check()
+    results = rd.write_results(report.summarise(cfg, trainer, hist, n_train), engine="olfaction-closed-form")
+    if cfg.run.plots:
+        report.make_plots(cfg, trainer, hist, data, out, results)
+    return results

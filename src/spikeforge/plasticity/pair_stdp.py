@@ -1,0 +1,229 @@
+"""Pair-based STDP with "update cycles" (vgp23/olfactory_network, reference §1.7), and a
+trace-based alternative.
+
+Kernel, with ``dt = t_post - t_pre`` in time steps and **positive** time constants::
+
+    dt >= 0:  dw = +a_plus  * exp(-dt / tau_plus)      (potentiation)
+    dt <  0:  dw = -a_minus * exp(+dt / tau_minus)     (depression)
+
+Mapping from the original (``assistant_fixed.py stdp_weights``), which writes
+``a+ exp(dt/tau+)`` and ``a- exp(-dt/tau-)`` with **negative** taus and a negative ``a-``:
+``a_plus = a+``, ``a_minus = -a-``, ``tau_plus = -tau+``, ``tau_minus = -tau-``. The report's values
+``a+ = 1e-7, a- = -1e-7, tau+ = -4, tau- = -10`` are ``a_plus = a_minus = 1e-7, tau_plus = 4,
+tau_minus = 10``. The original's two-parameter form (``stdp_learning_rate = lr``,
+``stdp_tau_combined = c``) is :meth:`PairSTDPParams.from_combined`: ``a_plus = a_minus = lr``,
+``tau_plus = 2|c|, tau_minus = 5|c|`` (the 2:5 ratio applies to the taus only; reference §1.7(b)).
+
+**Update cycle** (the report's description, §1.7(c)): per synapse and sample, the first spike of
+either neuron opens a cycle; if the opening neuron fires again the cycle's start moves to the new
+spike; the partner's spike closes it with one update ``dw(t_post - t_pre)`` using both neurons'
+latest spike times. Pre and post spikes in the same step close (or, on a closed synapse, open and
+close) a cycle with ``dt = 0``. This is the variant implemented here. It differs from the
+original's counter in two cases, both listed in reference §1.7(c): the original also fires an
+update when one neuron spikes twice before its partner (using the partner's stale time stamp), and a
+synapse whose counter jumps to 3 (both neurons firing in one step on an open cycle) is never updated
+again in that batch. Cycles start closed at each sample.
+
+``ignore_zeros``: pairs with ``dt = 0`` are dropped (their cycle still closes). Updates of a time
+step are **averaged over the batch** (zeros count), then bounded: ``bounds = "none"`` (the
+original), ``"clip"`` to ``[w_min, w_max]`` after the update, or ``"soft"`` (potentiation scaled by
+``w_max - w``, depression by ``w - w_min``, per synapse, before averaging).
+
+``rule = "trace"`` is the library's trace-based pair STDP instead (all-to-all pairing with
+exponential traces, as the trace rules of :mod:`spikeforge.plasticity.stdp`):
+``x_pre <- x_pre e^{-1/tau_plus} + s_pre``, ``x_post <- x_post e^{-1/tau_minus} + s_post``,
+``dw = a_plus x_pre s_post - a_minus x_post(t-1) s_pre`` (same kernel for isolated pairs).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numba
+import numpy as np
+import torch
+from pydantic import Field, model_validator
+
+from ..config import ConfigError, Params
+
+
+class PairSTDPParams(Params):
+    """Defaults: the report's a± = 1e-7 (below lava's 8-bit weight step, so likely a no-op; reference
+    §1.4, §1.7) is raised to 1e-5, and weights are clipped to [0, 0.02] (twice the largest initial
+    PN -> KC weight of the olfaction network) so that potentiation cannot saturate the KCs, the
+    failure the report describes (§1.7(f)); see docs/olfaction.md."""
+
+    rule: Literal["cycle", "trace"] = "cycle"
+    a_plus: float = Field(1e-5, ge=0.0, description="potentiation amplitude")
+    a_minus: float = Field(1e-5, ge=0.0, description="depression amplitude (positive; the original's -a-)")
+    tau_plus_steps: float = Field(4.0, gt=0.0, description="potentiation decay, steps (original: -4)")
+    tau_minus_steps: float = Field(10.0, gt=0.0, description="depression decay, steps (original: -10)")
+    ignore_zeros: bool = Field(True, description="drop pairs with dt = 0")
+    bounds: Literal["none", "clip", "soft"] = "clip"
+    w_min: float = 0.0
+    w_max: float = Field(0.02, description="upper bound (clip / soft)")
+
+    @model_validator(mode="after")
+    def _check(self) -> PairSTDPParams:
+        if self.bounds != "none" and not self.w_max > self.w_min:
+            raise ValueError(f"w_max = {self.w_max} must be > w_min = {self.w_min} when bounds = '{self.bounds}'")
+        return self
+
+    @classmethod
+    def from_combined(cls, stdp_learning_rate: float, stdp_tau_combined: float, **kw) -> PairSTDPParams:
+        """The original's two parameters: a± = lr, tau+ = 2|c|, tau- = 5|c| (c may be negative, as
+        in the original, where it must be)."""
+        if stdp_learning_rate < 0:
+            raise ConfigError(f"stdp_learning_rate = {stdp_learning_rate} must be >= 0")
+        if stdp_tau_combined == 0:
+            raise ConfigError("stdp_tau_combined = 0: must be non-zero (the original used -2)")
+        c = abs(stdp_tau_combined)
+        return cls.from_dict(
+            {
+                "a_plus": stdp_learning_rate,
+                "a_minus": stdp_learning_rate,
+                "tau_plus_steps": 2 * c,
+                "tau_minus_steps": 5 * c,
+                **kw,
+            }
+        )
+
+    def kernel(self, dt: np.ndarray | float) -> np.ndarray:
+        """``dw(dt)`` without bounds."""
+        dt = np.asarray(dt, dtype=np.float64)
+        return np.where(
+            dt >= 0, self.a_plus * np.exp(-dt / self.tau_plus_steps), -self.a_minus * np.exp(dt / self.tau_minus_steps)
+        )
+
+
+class CycleState:
+    """Per-sample STDP state: last spike times and the open/closed state of every synapse."""
+
+    def __init__(self, batch: int, n_pre: int, n_post: int):
+        self.last_pre = np.zeros((batch, n_pre), dtype=np.int32)
+        self.last_post = np.zeros((batch, n_post), dtype=np.int32)
+        self.open = np.zeros((batch, n_pre, n_post), dtype=np.int8)  # 0 closed, 1 by pre, 2 by post
+        self.n2 = np.zeros((batch, n_pre), dtype=np.int32)  # synapses of each pre neuron opened by post
+        self.x_pre = np.zeros((batch, n_pre), dtype=np.float32)  # traces (rule = "trace")
+        self.x_post = np.zeros((batch, n_post), dtype=np.float32)
+
+
+@numba.njit(cache=True)
+def _pair(dt, w, ap, am, tp, tm, soft, wmin, wmax):
+    if dt >= 0:
+        d = ap * math.exp(-dt / tp)
+        if soft:
+            d *= wmax - w
+    else:
+        d = -am * math.exp(dt / tm)
+        if soft:
+            d *= w - wmin
+    return d
+
+
+@numba.njit(cache=True)
+def _cycle_kernel(pre, post, t, last_pre, last_post, open_, n2, w, dw, ap, am, tp, tm, ignore0, soft, wmin, wmax):
+    """pre [B, n_pre] / post [B, n_post] uint8 spikes at step t; w, dw [n_pre, n_post] float32
+    (transposed, so that the synapses of one pre neuron are contiguous); ``n2[b, i]`` counts the
+    synapses of pre neuron i opened by their post neuron (when it is 0, a pre spike only has to
+    close the pairs with post neurons spiking now and can open the rest of its row at once)."""
+    batch, n_pre = pre.shape
+    n_post = post.shape[1]
+    post_idx = np.empty(n_post, dtype=np.int64)
+    for b in range(batch):
+        n_sp = 0
+        for j in range(n_post):
+            if post[b, j]:
+                last_post[b, j] = t
+                post_idx[n_sp] = j
+                n_sp += 1
+        for i in range(n_pre):
+            if pre[b, i]:
+                last_pre[b, i] = t
+                if n2[b, i] == 0:  # no cycle opened by a post neuron: only same-step pairs close
+                    open_[b, i, :] = 1
+                    for k in range(n_sp):
+                        j = post_idx[k]
+                        open_[b, i, j] = 0
+                        if not ignore0:
+                            dw[i, j] += _pair(0, w[i, j], ap, am, tp, tm, soft, wmin, wmax)
+                else:
+                    for j in range(n_post):
+                        st = open_[b, i, j]
+                        if post[b, j] or st == 2:  # closes with dt = last_post - t (0 if both now)
+                            open_[b, i, j] = 0
+                            dt = last_post[b, j] - t
+                            if not (ignore0 and dt == 0):
+                                dw[i, j] += _pair(dt, w[i, j], ap, am, tp, tm, soft, wmin, wmax)
+                        else:
+                            open_[b, i, j] = 1  # opens, or moves the start (last_pre is now t)
+                    n2[b, i] = 0
+            else:  # only the synapses onto spiking post neurons change
+                for k in range(n_sp):
+                    j = post_idx[k]
+                    st = open_[b, i, j]
+                    if st == 1:
+                        open_[b, i, j] = 0
+                        dt = t - last_pre[b, i]
+                        if not (ignore0 and dt == 0):
+                            dw[i, j] += _pair(dt, w[i, j], ap, am, tp, tm, soft, wmin, wmax)
+                    elif st == 0:
+                        open_[b, i, j] = 2
+                        n2[b, i] += 1
+
+
+def stdp_update(
+    weight: torch.Tensor,
+    pre: torch.Tensor,
+    post: torch.Tensor,
+    t: int,
+    state: CycleState,
+    p: PairSTDPParams,
+) -> torch.Tensor:
+    """Apply one step of STDP in place to ``weight`` [n_post, n_pre] (CPU float32) from spikes
+    ``pre`` [B, n_pre] and ``post`` [B, n_post] at step ``t``; returns the batch-mean ``dw``."""
+    batch = pre.shape[0]
+    if p.rule == "cycle":
+        w_np = np.ascontiguousarray(weight.detach().cpu().numpy().T)
+        dw = np.zeros_like(w_np)
+        _cycle_kernel(
+            pre.detach().cpu().numpy().astype(np.uint8),
+            post.detach().cpu().numpy().astype(np.uint8),
+            int(t),
+            state.last_pre,
+            state.last_post,
+            state.open,
+            state.n2,
+            w_np,
+            dw,
+            p.a_plus,
+            p.a_minus,
+            p.tau_plus_steps,
+            p.tau_minus_steps,
+            p.ignore_zeros,
+            p.bounds == "soft",
+            p.w_min,
+            p.w_max,
+        )
+        dw_t = torch.from_numpy(dw.T).to(weight.device) / batch
+    else:
+        sp, so = pre.float(), post.float()
+        xp = torch.from_numpy(state.x_pre).to(weight.device)
+        xo = torch.from_numpy(state.x_post).to(weight.device)
+        xp = xp * math.exp(-1.0 / p.tau_plus_steps) + sp
+        ltp = p.a_plus * so.t() @ xp  # post spikes x pre traces (including same-step pre: dt = 0)
+        ltd = p.a_minus * (xo * math.exp(-1.0 / p.tau_minus_steps)).t() @ sp  # earlier post x pre spikes
+        if p.ignore_zeros:
+            ltp = ltp - p.a_plus * so.t() @ sp
+        if p.bounds == "soft":
+            ltp = ltp * (p.w_max - weight)
+            ltd = ltd * (weight - p.w_min)
+        dw_t = (ltp - ltd) / batch
+        state.x_pre[:] = xp.cpu().numpy()
+        state.x_post[:] = (xo * math.exp(-1.0 / p.tau_minus_steps) + so).cpu().numpy()
+    with torch.no_grad():
+        weight += dw_t.to(weight.dtype)
+        if p.bounds == "clip":
+            weight.clamp_(p.w_min, p.w_max)
+    return dw_t

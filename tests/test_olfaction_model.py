@@ -1,0 +1,168 @@
+"""Olfaction network: closed-form DECOLLE gradients against autograd, readouts, STDP placement,
+sign constraint, bad input."""
+
+import pytest
+import torch
+
+from spikeforge.config import ConfigError
+from spikeforge.models.olfaction import OlfactionNet, OlfactionNetParams
+from spikeforge.surrogate import spike_fn
+
+
+class _Capture:
+    """Stands in for an optimizer: records the gradients of the first update step."""
+
+    def __init__(self, params):
+        self.params, self.grads = params, None
+
+    def step(self):
+        if self.grads is None:
+            self.grads = [p.grad.clone() for p in self.params]
+
+
+def _reference_grads(net, x, y, steps):
+    """Autograd on the same network: inputs detached, neuron state carried through the steps but
+    the reset detached (``eligibility = 'trace'``: dv/dW ignores the reset)."""
+    p = net.p
+    c = p.cuba
+    ws = [w.clone().requires_grad_(True) for w in net.weights]
+    bs = [b.clone().requires_grad_(True) for b in net.biases]
+    ow, ob = net.out_w.clone().requires_grad_(True), net.out_b.clone().requires_grad_(True)
+    B, sizes = x.shape[0], p.layer_sizes
+    cur = [torch.zeros(B, n) for n in sizes]
+    vol = [torch.zeros(B, n) for n in sizes]
+    inp = [torch.zeros(B, sizes[0]), torch.zeros(B, sizes[0])]
+    loss = 0.0
+    for t in range(steps):
+        spikes = [net.encode_step(x, inp, None)]
+        for b in range(p.n_blocks):
+            w = ws[b].abs() if (b >= 1 and p.sign_constraint == "abs") else ws[b]
+            cur[b + 1] = (1 - c.current_decay) * cur[b + 1] + spikes[b].detach() @ w.t() + bs[b]
+            v = (1 - c.voltage_decay) * vol[b + 1] + cur[b + 1]
+            s = spike_fn(v - c.threshold, net.surrogate)
+            vol[b + 1] = v - (v * s).detach()
+            spikes.append(s)
+            if t == steps - 1 and b not in net.stdp_set:
+                loss = loss + torch.nn.functional.cross_entropy(s @ net.readouts[b].t(), y)
+        if t == steps - 1:
+            loss = loss + torch.nn.functional.cross_entropy(spikes[-1].detach() @ ow.t() + ob, y)
+    loss.backward()
+    out = []
+    for b in range(p.n_blocks):
+        if b not in net.stdp_set:
+            out += [ws[b].grad, bs[b].grad]
+    return out + [ow.grad, ob.grad]
+
+
+@pytest.mark.parametrize("sign", ["abs", "none"])
+def test_closed_form_gradients_match_autograd(sign):
+    torch.manual_seed(0)
+    p = OlfactionNetParams(
+        layer_sizes=[6, 20, 8, 30], n_class=4, steps=9, burn_in=8, sign_constraint=sign, input_gain=1.0, init_scale=1.5
+    )
+    net = OlfactionNet(p, torch.Generator().manual_seed(1))
+    x, y = torch.rand(5, 6), torch.tensor([0, 1, 2, 3, 1])
+    cap = _Capture(net.trainable())
+    net.run_batch(x, y, cap)
+    ref = _reference_grads(net, x, y, p.steps)
+    assert any(float(g.abs().sum()) > 0 for g in ref[:-2])
+    for got, want in zip(cap.grads, ref):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_readouts_exactly_for_non_stdp_blocks():
+    p = OlfactionNetParams(layer_sizes=[5, 7, 6, 9, 11], stdp_block_idx=[1, -1], n_class=3)
+    net = OlfactionNet(p, torch.Generator().manual_seed(0))
+    assert sorted(net.readouts) == [0, 2]
+    assert net.readouts[2].shape == (3, 9) and net.out_w.shape == (3, 11)
+    ids = {id(t) for t in net.trainable()}
+    assert id(net.weights[1]) not in ids and id(net.weights[3]) not in ids and id(net.weights[2]) in ids
+    assert len(OlfactionNet(OlfactionNetParams(layer_sizes=[5, 7, 6]), torch.Generator()).readouts) == 2
+
+
+@pytest.mark.parametrize("idx", [[1], [2], [-1], [1, 2]])
+@pytest.mark.parametrize("rule", ["cycle", "trace"])
+def test_stdp_block_at_any_index_trains(idx, rule):
+    p = OlfactionNetParams(
+        layer_sizes=[6, 20, 8, 30],
+        stdp_block_idx=idx,
+        n_class=3,
+        steps=12,
+        burn_in=4,
+        input_gain=1.0,
+        init_scale=1.0,
+        stdp={"rule": rule, "a_plus": 1e-2, "a_minus": 1e-2, "w_max": 1.0, "ignore_zeros": False},
+    )
+    net = OlfactionNet(p, torch.Generator().manual_seed(0))
+    before = [w.clone() for w in net.weights]
+    opt = net.make_optimizer("adam", 1e-2)
+    res = net.run_batch(torch.rand(4, 6), torch.tensor([0, 1, 2, 0]), opt, torch.Generator().manual_seed(0))
+    assert res["logits"].shape == (4, 3)
+    for b in range(3):
+        assert not torch.equal(before[b], net.weights[b]), f"block {b} did not change"
+    for b in net.stdp_set:
+        assert float(net.weights[b].min()) >= 0.0 and float(net.weights[b].max()) <= 1.0
+
+
+@pytest.mark.parametrize("sign", ["abs", "overwrite"])
+def test_sign_constraint_holds_after_training(sign):
+    p = OlfactionNetParams(
+        layer_sizes=[6, 20, 8, 30],
+        n_class=3,
+        steps=30,
+        burn_in=5,
+        sign_constraint=sign,
+        input_gain=1.0,
+        init_scale=1.0,
+        neuron="cuba",
+    )
+    net = OlfactionNet(p, torch.Generator().manual_seed(0))
+    opt = net.make_optimizer("adam", 0.05)
+    for _ in range(3):
+        net.run_batch(torch.rand(8, 6), torch.randint(0, 3, (8,)), opt, torch.Generator().manual_seed(0))
+    for b in (1, 2):
+        assert float(net.effective(b).min()) >= 0.0
+    if sign == "overwrite":
+        assert all(float(net.weights[b].min()) >= 0 for b in (1, 2))
+    else:
+        assert any(float(net.weights[b].min()) < 0 for b in (1, 2))  # raw weights crossed zero; |W| is used
+    assert float(net.weights[0].min()) < 0  # the first block is unconstrained
+
+
+def test_decolle_neuron_and_bernoulli_encoding_run():
+    p = OlfactionNetParams(
+        layer_sizes=[6, 20, 8, 30],
+        n_class=3,
+        steps=10,
+        burn_in=3,
+        neuron="decolle",
+        encoding="bernoulli",
+        stdp_block_idx=[2],
+        loss="smooth_l1",
+        reg=0.01,
+    )
+    net = OlfactionNet(p, torch.Generator().manual_seed(0))
+    res = net.run_batch(
+        torch.rand(4, 6),
+        torch.tensor([0, 1, 2, 0]),
+        net.make_optimizer("adamax", 1e-3),
+        torch.Generator().manual_seed(0),
+    )
+    assert res["rates"][0] > 0 and res["loss"] > 0
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"stdp_block_idx": [0]}, r"stdp_block_idx contains 0: allowed 1 \.\. 2"),
+        ({"stdp_block_idx": [3]}, r"stdp_block_idx contains 3: allowed 1 \.\. 2"),
+        ({"layer_sizes": [50]}, "needs at least two layers"),
+        ({"burn_in": 150}, r"burn_in = 150 must be < steps = 150 \(allowed 0 \.\. 149\)"),
+        ({"input_gain": -1.0}, "input_gain"),
+        ({"cuba": {"current_decay": 1.5}}, "current_decay"),
+        ({"stdp": {"tau_plus_steps": -4}}, "tau_plus_steps"),
+    ],
+)
+def test_bad_input_errors(bad, match):
+    with pytest.raises(ConfigError, match=match):
+        OlfactionNetParams.from_dict(bad)
