@@ -270,3 +270,49 @@ def test_unknown_config_key_is_refused_by_the_experiment(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "refuses the swept settings" in err and "train.nonexistent" in err
     assert not (tmp_path / "runs" / "bad").exists()  # nothing ran
+
+
+def test_olfaction_sweep_reads_its_metric_and_epochs(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SPIKEFORGE_OLFACTION_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "space.toml").write_text('[study]\npruner = "median"\n[params]\n"run.lr" = [1e-3, 3e-3]\n')
+    tiny = [
+        "--kc",
+        "20",
+        "--mode",
+        "decolle",
+        "--epochs",
+        "2",
+        "--train-limit",
+        "80",
+        "--threads",
+        "1",
+        "--set",
+        "model.steps=12",
+        "--set",
+        "model.burn_in=4",
+        "--set",
+        "run.batch_size=40",
+        "--set",
+        "run.eval_batch=500",
+        "--set",
+        "model.layer_sizes=[50, 16, 8, 1]",
+        "--no-plot",
+    ]
+    argv = [
+        "sweep",
+        "olfaction",
+        "--space",
+        str(tmp_path / "space.toml"),
+        "--study",
+        "olf",
+        "--root",
+        str(tmp_path / "runs"),
+        "--quiet",
+        "--",
+        *tiny,
+    ]
+    assert main(argv) == 0
+    study = optuna.load_study(study_name="olf", storage=f"sqlite:///{tmp_path / 'runs' / 'sweeps.db'}")
+    done = [t for t in study.get_trials() if t.state.name in ("COMPLETE", "PRUNED")]
+    assert len(done) == 2 and all(0.0 <= (t.value or 0.0) <= 1.0 for t in done)
+    assert all(len(t.intermediate_values) >= 1 for t in done)  # per-epoch validation accuracy reported
