@@ -124,7 +124,7 @@ def main() -> None:
     ap.add_argument("--procs", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--steps", type=int, default=100, help="time steps per image")
-    ap.add_argument("--data-dir", default=os.environ.get("SPIKEFORGE_DATA", "/work/shared/data/mnist"))
+    ap.add_argument("--data-dir", default=os.environ.get("SPIKEFORGE_DATA", "../shared/data/mnist"))
     ap.add_argument("--out", default=str(HERE / "out" / "tha_ddp.json"))
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--json", help=argparse.SUPPRESS)

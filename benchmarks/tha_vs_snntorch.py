@@ -1,7 +1,7 @@
 """spikeforge against snnTorch on the snn-tha MNIST network, side by side, in one run.
 
     python benchmarks/tha_vs_snntorch.py [--iterations 3] [--threads 1] [--batch 128] [--steps 100]
-                                         [--mnist /work/shared/data/mnist] [--fp]
+                                         [--mnist ../shared/data/mnist] [--fp]
 
 What it does:
 
@@ -63,7 +63,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--steps", type=int, default=100)
-    ap.add_argument("--mnist", default="/work/shared/data/mnist")
+    ap.add_argument("--mnist", default="../shared/data/mnist")
     ap.add_argument("--fp", action="store_true", help="full-precision weights instead of binarized")
     ap.add_argument("--out", default=str(HERE / "out" / "tha_vs_snntorch.json"))
     args = ap.parse_args()
