@@ -82,9 +82,9 @@ def _mnist(args) -> int:
     if args.init_from:
         args.init_from = str(Path(args.init_from).resolve())
     if distributed.in_worker():  # started by torchrun (or by --nproc-per-node below)
-        return distributed.run_worker(args, _start_mnist, _report_mnist)
+        return distributed.run_worker(args, _start_mnist, train_mnist_in, _report_mnist)
     if args.nproc_per_node is not None and not args.show_config:
-        return distributed.launch(args, args.nproc_per_node, _start_mnist, _report_mnist, _preflight)
+        return distributed.launch(args, args.nproc_per_node, _start_mnist, train_mnist_in, _report_mnist, _preflight)
     rd = _start_mnist(args)
     if rd is None:
         return 0

@@ -10,11 +10,12 @@ hollow or k-winners inhibition.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
 from ..jit import kernel
-from ..models.event_stdp import RateCodingParams, WTALayerParams
 from ..neurons.adaptive_threshold import talk_threshold_c
 from ..neurons.current_lif import compiled_constants, step_c
 
@@ -96,11 +97,12 @@ def _respond_const(current, thr, steps, inhibition, k, w_ei, w_ie, ce, ci, count
                     si_prev[j] = si_now[j]
 
 
-def respond_constant_compiled(
-    current: torch.Tensor, thr: torch.Tensor, layer: WTALayerParams, coding: RateCodingParams
-) -> torch.Tensor:
+def respond_constant_compiled(current: torch.Tensor, thr: torch.Tensor, layer: Any, coding: Any) -> torch.Tensor:
     """Spike counts ``[M, N]`` of the frozen layer for input currents ``[M, N]`` held constant
-    for ``coding.steps`` steps (numba; same equations and parameters as :func:`layer_step`)."""
+    for ``coding.steps`` steps (numba; same equations and parameters as
+    ``models.event_stdp.layer_step``). ``layer`` and ``coding`` are the model's
+    ``WTALayerParams`` and ``RateCodingParams``; they are read by attribute, so this engine does not
+    import the model that calls it."""
     cur = np.ascontiguousarray(current.detach().cpu().numpy(), dtype=np.float32)
     th = np.ascontiguousarray(thr.detach().cpu().numpy().reshape(-1), dtype=np.float32)
     counts = np.zeros(cur.shape, dtype=np.float32)

@@ -49,10 +49,17 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..config import ConfigError
 from ..neurons.leaky import Leaky
 from ..synapses.binarized import BinaryConv2d, BinaryLinear
-from .nir_names import APPROXIMATIONS, DEFAULT_DT_S, POOLINGS, R_CONVENTIONS, SUPPORTED_NIR_MAJOR
+from .nir_names import (
+    APPROXIMATIONS,
+    DEFAULT_DT_S,
+    POOLINGS,
+    R_CONVENTIONS,
+    SUPPORTED_NIR_MAJOR,
+    NIRError,
+    _nir,
+)
 
 __all__ = [
     "APPROXIMATIONS",
@@ -74,20 +81,6 @@ _REFUSED = {
     "NIR thresholds are constant",
     "Delay": "synaptic delays are not exported (NIR Delay is read by neither snnTorch nor Norse)",
 }
-
-
-class NIRError(ConfigError):
-    """A network cannot be exported to NIR exactly, or a NIR graph cannot be imported."""
-
-
-def _nir():
-    try:
-        import nir
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise NIRError(
-            "NIR export/import needs the 'nir' package: pip install 'spikeforge[nir]' (or pip install nir)"
-        ) from None
-    return nir
 
 
 def _np(t: torch.Tensor | float) -> np.ndarray:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..neurons.leaky import leaky_multistep
-from .nir import NIRError, _nir
+from .nir_names import NIRError, _nir
 
 _WHY = {
     "CubaLIF": "current-based synapse dynamics (tau_syn) are not imported: spikeforge's Leaky has no synaptic current",

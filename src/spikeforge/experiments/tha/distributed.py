@@ -266,13 +266,13 @@ def check_world_size(batch_size: int, world_size: int) -> None:
         )
 
 
-def run_worker(args, start: Callable, report: Callable[[Any, dict], None]) -> int:
+def run_worker(args, start: Callable, train: Callable, report: Callable[[Any, dict], None]) -> int:
     """One rank of ``tha mnist`` (``start``: the command's :func:`~spikeforge.experiments.scaffold.start`
-    of its spec and flags, called on rank 0 only; ``report``: prints the summary, on rank 0)."""
+    of its spec and flags, called on rank 0 only; ``train``: :func:`~.mnist.train_mnist_in`, passed in
+    because the training loop itself uses this module; ``report``: prints the summary, on rank 0)."""
     import torch.distributed as dist
 
     from .config import MnistConfig
-    from .mnist import train_mnist_in
 
     # gloo for CPU tensors; NCCL for CUDA tensors where CUDA is usable (the device is in the config)
     if torch.cuda.is_available():
@@ -302,7 +302,7 @@ def run_worker(args, start: Callable, report: Callable[[Any, dict], None]) -> in
         if rd is None:
             rd = FollowerRunDir(msg["path"], MnistConfig.from_dict(msg["config"]))
         with rd:
-            res = train_mnist_in(rd, (print if not args.quiet else rd.log) if dp.is_main else rd.log, dp=dp)
+            res = train(rd, (print if not args.quiet else rd.log) if dp.is_main else rd.log, dp=dp)
         if dp.is_main:
             report(rd, res)
         return 0
@@ -310,11 +310,11 @@ def run_worker(args, start: Callable, report: Callable[[Any, dict], None]) -> in
         dist.destroy_process_group()
 
 
-def _spawned(args, start: Callable, report: Callable) -> None:
+def _spawned(args, start: Callable, train: Callable, report: Callable) -> None:
     """The entry point of a worker started by :func:`launch`: the error handling of ``spikeforge``'s
     ``main`` (a message and exit status 2 for bad input, 130 when interrupted)."""
     try:
-        code = run_worker(args, start, report)
+        code = run_worker(args, start, train, report)
     except (ConfigError, FileNotFoundError, ValueError) as err:
         print(f"spikeforge: error: {err}", file=sys.stderr, flush=True)
         code = 2
@@ -339,7 +339,14 @@ def _spawned(args, start: Callable, report: Callable) -> None:
         sys.exit(code)
 
 
-def launch(args, nproc: int, start: Callable, report: Callable, preflight: Callable[[Any], int] | None = None) -> int:
+def launch(
+    args,
+    nproc: int,
+    start: Callable,
+    train: Callable,
+    report: Callable,
+    preflight: Callable[[Any], int] | None = None,
+) -> int:
     """Run ``tha mnist`` in ``nproc`` worker processes on this machine through torchrun's elastic
     launcher (``torch.distributed.launcher``; standalone rendezvous on a free local port, no
     restarts). ``preflight(args)`` (in this process, before any worker starts) returns the batch
@@ -369,7 +376,7 @@ def launch(args, nproc: int, start: Callable, report: Callable, preflight: Calla
     level = elastic_log.level
     elastic_log.setLevel(logging.CRITICAL)
     try:
-        elastic_launch(config, _spawned)(args, start, report)
+        elastic_launch(config, _spawned)(args, start, train, report)
     except ChildFailedError as err:  # rank 0's status (it reported the error), else interrupted or the worst
         codes = {rank: f.exitcode for rank, f in err.failures.items()}
         if codes.get(0, 0) > 0:
