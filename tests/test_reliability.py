@@ -7,25 +7,12 @@ import shutil
 
 import numpy as np
 import pytest
+from test_scaffold import TINY as _TINY_PROTOCOL  # the same tiny Diehl & Cook protocol
 
 from spikeforge.cli.main import main
 from spikeforge.io import load_checkpoint, save_checkpoint
 
-TINY = [
-    "--neurons",
-    "5",
-    "--train-examples",
-    "12",
-    "--label-examples",
-    "10",
-    "--test-examples",
-    "10",
-    "--quiet",
-    "--set",
-    "model.protocol.example_ms=60",
-    "--set",
-    "model.protocol.rest_ms=20",
-]
+TINY = ["--neurons", "5", *_TINY_PROTOCOL]
 
 
 def dc(*args):

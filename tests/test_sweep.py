@@ -273,31 +273,11 @@ def test_unknown_config_key_is_refused_by_the_experiment(tmp_path, capsys):
 
 
 def test_olfaction_sweep_reads_its_metric_and_epochs(tmp_path, capsys, monkeypatch):
+    from test_olfaction_cli import TINY as OLFACTION_TINY  # the olfaction tests' tiny network
+
     monkeypatch.setenv("SPIKEFORGE_OLFACTION_CACHE", str(tmp_path / "cache"))
     (tmp_path / "space.toml").write_text('[study]\npruner = "median"\n[params]\n"run.lr" = [1e-3, 3e-3]\n')
-    tiny = [
-        "--kc",
-        "20",
-        "--mode",
-        "decolle",
-        "--epochs",
-        "2",
-        "--train-limit",
-        "80",
-        "--threads",
-        "1",
-        "--set",
-        "model.steps=12",
-        "--set",
-        "model.burn_in=4",
-        "--set",
-        "run.batch_size=40",
-        "--set",
-        "run.eval_batch=500",
-        "--set",
-        "model.layer_sizes=[50, 16, 8, 1]",
-        "--no-plot",
-    ]
+    tiny = ["--kc", "20", "--mode", "decolle", "--epochs", "2", *OLFACTION_TINY, "--no-plot"]
     argv = [
         "sweep",
         "olfaction",

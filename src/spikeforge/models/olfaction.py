@@ -222,7 +222,7 @@ class OlfactionNet:
         onehot = torch.nn.functional.one_hot(yy, p.n_class).to(x.dtype)
         cycles = {b: CycleState(B, sizes[b], sizes[b + 1]) for b in self.stdp_set} if learn else {}
         logits = torch.zeros(B, p.n_class, dtype=x.dtype)
-        rates = [0.0] * len(sizes)
+        rate_sums = [torch.zeros((), dtype=torch.float64, device=x.device) for _ in sizes]  # no sync per step
         loss_sum, n_upd, rec, first_loss = 0.0, 0, [], None
         c, dl = p.cuba, p.decolle_lif
         lam = math.exp(-1.0 / p.readout_tau_steps) if p.readout_tau_steps > 0 else 0.0
@@ -276,7 +276,7 @@ class OlfactionNet:
             if t >= p.burn_in:
                 logits += out
                 for l, s in enumerate(spikes):
-                    rates[l] += float(s.mean())
+                    rate_sums[l] += s.mean().double()
             if record:
                 rec.append([s[0].clone() for s in spikes])
             if update:
@@ -296,7 +296,7 @@ class OlfactionNet:
                         self.weights[b].abs_()
         n_after = p.steps - p.burn_in
         res = {"logits": logits, "loss": loss_sum / max(n_upd, 1), "first_loss": first_loss}
-        res["rates"] = [r / n_after for r in rates]
+        res["rates"] = [float(r) / n_after for r in rate_sums]
         if record:
             res["record"] = rec
         return res
