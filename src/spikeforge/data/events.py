@@ -172,26 +172,36 @@ def read_shd(
             )
         n = len(labels) if limit is None else min(limit, len(labels))
         t_parts, u_parts, offsets = [], [], np.zeros(n + 1, dtype=np.int64)
-        for i, (t, u) in enumerate(zip(times[:n], units[:n])):
-            t, u = np.asarray(t), np.asarray(u)
-            if t.ndim != 1 or t.shape != u.shape:
-                raise DataError(
-                    f"{path}: example {i} has spikes/times of shape {t.shape} and spikes/units of shape {u.shape}; "
-                    "each must be a 1-D array with one entry per spike"
-                )
-            t_parts.append(np.rint(t.astype(np.float64) * 1e6))
-            u_parts.append(u.astype(np.int64))
-            offsets[i + 1] = offsets[i] + t.size
-    t_all = np.concatenate(t_parts) if t_parts else np.empty(0)
-    u_all = np.concatenate(u_parts) if u_parts else np.empty(0, dtype=np.int64)
-    if u_all.size and (u_all.min() < 0 or u_all.max() >= num_channels):
-        raise DataError(f"{path}: spikes/units holds channel {int(u_all.max())}, outside 0-{num_channels - 1}")
-    if t_all.size and not (np.isfinite(t_all).all() and t_all.min() >= 0):
-        raise DataError(f"{path}: spikes/times must be finite and >= 0 (seconds from the start of each example)")
+        unit_type = np.uint16 if num_channels <= 1 << 16 else np.int32
+        for start in range(0, n, 1024):  # a chunk of examples at a time: the raw arrays are never all in memory
+            chunk = zip(times[start : min(n, start + 1024)], units[start : min(n, start + 1024)])
+            for i, (t, u) in enumerate(chunk, start):
+                t_us, u = _shd_example(path, i, np.asarray(t), np.asarray(u), num_channels)
+                t_parts.append(t_us)
+                u_parts.append(u.astype(unit_type))
+                offsets[i + 1] = offsets[i] + t_us.size
+    t_all = np.concatenate(t_parts) if t_parts else np.empty(0, dtype=np.int32)
+    u_all = np.concatenate(u_parts) if u_parts else np.empty(0, dtype=np.uint16)
     labels = labels[:n].astype(np.int64)
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
         raise DataError(f"{path}: label {int(labels.max())} is outside 0-{num_classes - 1}")
-    return _CSREvents(offsets, t_all.astype(np.int32), u_all.astype(np.int16)), labels
+    return _CSREvents(offsets, t_all, u_all), labels
+
+
+def _shd_example(path: Path, i: int, t: np.ndarray, u: np.ndarray, num_channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Example ``i``'s spike times in µs (int32) and its units, checked."""
+    if t.ndim != 1 or t.shape != u.shape:
+        raise DataError(
+            f"{path}: example {i} has spikes/times of shape {t.shape} and spikes/units of shape {u.shape}; "
+            "each must be a 1-D array with one entry per spike"
+        )
+    t_us = np.rint(t.astype(np.float64) * 1e6)
+    if t.size and not (np.isfinite(t_us).all() and 0 <= t_us.min() and t_us.max() < 2**31):
+        raise DataError(f"{path}: example {i}: spikes/times must be finite, >= 0 and < 2147 s (seconds from its start)")
+    if u.size and (u.min() < 0 or u.max() >= num_channels):
+        bad = int(u.max()) if u.max() >= num_channels else int(u.min())
+        raise DataError(f"{path}: example {i}: spikes/units holds channel {bad}, outside 0-{num_channels - 1}")
+    return t_us.astype(np.int32), u
 
 
 # ------------------------------------------------------------------------------------------------ DVS

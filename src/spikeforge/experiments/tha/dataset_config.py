@@ -103,7 +103,7 @@ class DVSGestureTrainSection(OptimTrainSection):
     """snn-tha dvs/conf.py: Adam lr 1.765e-3, batch 8, T_max 735, gradient clipping at norm 1."""
 
     batch_size: int = Field(8, ge=1)
-    eval_batch_size: int = Field(32, ge=1)
+    eval_batch_size: int = Field(8, ge=1)
     lr: float = Field(1.765e-3, gt=0.0)
     t_max_iterations: int = Field(735, ge=1, description="CosineAnnealingLR T_max, stepped per iteration")
     grad_clip: float | None = Field(1.0, gt=0.0, description="clip_grad_norm_ max norm")
@@ -113,7 +113,7 @@ class SHDTrainSection(OptimTrainSection):
     """snn-tha shd/conf.py: Adam lr 6.54e-4, batch 32, T_max 2604, gradient and weight clipping."""
 
     batch_size: int = Field(32, ge=1)
-    eval_batch_size: int = Field(128, ge=1)
+    eval_batch_size: int = Field(32, ge=1)
     lr: float = Field(6.54e-4, gt=0.0)
     t_max_iterations: int = Field(2604, ge=1, description="CosineAnnealingLR T_max, stepped per iteration")
     grad_clip: float | None = Field(1.0, gt=0.0, description="clip_grad_norm_ max norm")
