@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..experiments.scaffold import add_arguments, check_device, positive_int, resolve_args, start
+from ..experiments.scaffold import add_arguments, check_device, parallel, positive_int, resolve_args, start
 from ..experiments.tha.config import MNIST_FLAGS, MNIST_SPEC, SPIKE_TIMING_FLAGS, SPIKE_TIMING_SPEC, MnistConfig
 
 
@@ -24,15 +24,7 @@ def add_parser(subparsers) -> None:
         "and resumes where it stopped (Ctrl-C saves at the next iteration).",
     )
     add_arguments(m, MNIST_SPEC, MNIST_FLAGS, device=True)
-    m.add_argument(
-        "--nproc-per-node",
-        type=positive_int,
-        metavar="P",
-        help="train data-parallel (DistributedDataParallel) in P processes on this machine, each on "
-        "batch_size / P examples of every batch, through torchrun's launcher; for several machines run "
-        "`torchrun --nnodes N --nproc-per-node P ... -m spikeforge.cli.main tha mnist ...` instead "
-        "(default: one process)",
-    )
+    parallel.add_nproc_argument(m, "tha mnist")
     m.set_defaults(func=_mnist)
 
     s = sub.add_parser(
@@ -69,7 +61,6 @@ def _evaluate(args) -> int:
 
 
 def _mnist(args) -> int:
-    from ..experiments.scaffold import parallel
     from ..experiments.tha import distributed, train_mnist_in
 
     if args.init_from:
@@ -83,17 +74,7 @@ def _mnist(args) -> int:
         hooks=distributed.DataParallel,
         preflight=_preflight,
     )
-    if parallel.in_worker():  # started by torchrun (or by --nproc-per-node below)
-        return parallel.run_worker(args, job)
-    if args.nproc_per_node is not None and not args.show_config:
-        return parallel.launch(args, args.nproc_per_node, job)
-    rd = _start_mnist(args)
-    if rd is None:
-        return 0
-    with rd:
-        res = train_mnist_in(rd, print if not args.quiet else rd.log)
-    _report_mnist(rd, res)
-    return 0
+    return parallel.run_command(args, job)
 
 
 def _start_mnist(args):
