@@ -48,7 +48,7 @@ class _SignedLinear(nn.Module):
         if self.normalise:
             w = w / (w.sum(1, keepdim=True) + 1e-12)
         if self.prune > 0:
-            w = w * (w >= self.prune)
+            w = w * (w > self.prune)  # Wang: weight > prune_threshold survives
         return w
 
     def forward(self, x):
@@ -95,23 +95,38 @@ class WangANN(nn.Module):
         self.data_parallel: BatchShard | None = None  # set by data-parallel training (module docstring)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        h = x
+        return self.out(self.activities(x, generator)[-1])
+
+    def activities(self, x: torch.Tensor, generator: torch.Generator | None = None) -> list[torch.Tensor]:
+        """The activity of every layer after the input (ORN, PN, ..., KC)."""
+        h, acts = x, []
         for b, layer in enumerate(self.blocks):
             h = layer(h)
             dp = self.data_parallel
-            if b == 0 and self.p.orn_noise_std > 0:  # part of the model (train and test)
-                if dp is None:
-                    z = torch.randn(h.shape, generator=generator, dtype=h.dtype)
-                else:
-                    z = dp.draw(torch.randn, h.shape, generator, h.dtype)
-                h = h + self.p.orn_noise_std * z
             if b == len(self.blocks) - 1:
                 if dp is not None and self.training and isinstance(self.kc_norm, nn.BatchNorm1d):
                     h = dp.batch_norm(h, self.kc_norm)
                 else:
                     h = self.kc_norm(h)
             h = torch.relu(h)
-        return self.out(h)
+            if b == 0 and self.p.orn_noise_std > 0:
+                # Wang's FullModel.forward: added to the ORN layer's output (after its ReLU, so an ORN
+                # can be negative), in training and evaluation alike
+                if dp is None:
+                    z = torch.randn(h.shape, generator=generator, dtype=h.dtype)
+                else:  # this rank's rows of the whole batch's draw
+                    z = dp.draw(torch.randn, h.shape, generator, h.dtype)
+                h = h + self.p.orn_noise_std * z
+            acts.append(h)
+        return acts
+
+    def param_groups(self, lr: float, pn2kc_lr: float) -> list[dict]:
+        """Adam parameter groups: the last (PN->KC) block at ``pn2kc_lr``, everything else at ``lr``
+        (Wang's optional separate ``pn2kc_lr``, reference §2.4)."""
+        kc = list(self.blocks[-1].parameters())
+        ids = {id(q) for q in kc}
+        rest = [q for q in self.parameters() if id(q) not in ids]
+        return [{"params": rest, "lr": lr}, {"params": kc, "lr": pn2kc_lr}]
 
     def connectivity(self) -> list[torch.Tensor]:
         """Effective weights of each block, ``[n_out, n_in]``."""
