@@ -6,15 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..experiments.scaffold import (
-    RunDir,
-    add_arguments,
-    check_device,
-    flag_values,
-    positive_int,
-    resolve_config,
-    start,
-)
+from ..experiments.scaffold import add_arguments, check_device, positive_int, resolve_args, start
 from ..experiments.tha.config import MNIST_FLAGS, MNIST_SPEC, SPIKE_TIMING_FLAGS, SPIKE_TIMING_SPEC, MnistConfig
 from ..experiments.tha.dataset_config import (
     DVS_GESTURE_FLAGS,
@@ -131,14 +123,24 @@ def _dataset(args, task_name: str, flags) -> int:
 
 
 def _mnist(args) -> int:
+    from ..experiments.scaffold import parallel
     from ..experiments.tha import distributed, train_mnist_in
 
     if args.init_from:
         args.init_from = str(Path(args.init_from).resolve())
-    if distributed.in_worker():  # started by torchrun (or by --nproc-per-node below)
-        return distributed.run_worker(args, _start_mnist, train_mnist_in, _report_mnist)
+    job = parallel.Job(
+        start=_start_mnist,
+        train=train_mnist_in,
+        report=_report_mnist,
+        schema=MnistConfig,
+        batch_key="train.batch_size",
+        hooks=distributed.DataParallel,
+        preflight=_preflight,
+    )
+    if parallel.in_worker():  # started by torchrun (or by --nproc-per-node below)
+        return parallel.run_worker(args, job)
     if args.nproc_per_node is not None and not args.show_config:
-        return distributed.launch(args, args.nproc_per_node, _start_mnist, train_mnist_in, _report_mnist, _preflight)
+        return parallel.launch(args, args.nproc_per_node, job)
     rd = _start_mnist(args)
     if rd is None:
         return 0
@@ -155,14 +157,7 @@ def _start_mnist(args):
 def _preflight(args) -> int:
     """The training batch size the run in ``args.out`` will use (resolved as :func:`start` does),
     after checking its device: bad input is refused before any worker starts."""
-    saved = None if args.fresh else RunDir(args.out, MNIST_SPEC).saved()
-    cfg = resolve_config(
-        MNIST_SPEC,
-        saved=saved,
-        config_file=args.config,
-        sets=args.set or [],
-        values=flag_values(MNIST_SPEC, args, MNIST_FLAGS),
-    )
+    cfg = resolve_args(MNIST_SPEC, args, MNIST_FLAGS)
     assert isinstance(cfg, MnistConfig)
     check_device(cfg.run.device)
     return cfg.train.batch_size
