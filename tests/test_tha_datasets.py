@@ -219,7 +219,11 @@ def test_dvs_files_of_the_wrong_shape(tmp_path):
     np.save(folder / "2.npy", bad)
     source, labels = read_dvs_gesture(tmp_path, "train")
     with pytest.raises(DataError, match="x, y in 0-127"):
-        EventSet(source, labels, (2, 32, 32), 3, 5000).frames()
+        EventSet(source, labels, (2, 32, 32), 20, 5000).frames()  # 100 ms: the whole recording
+    bad[3, 0], bad[5, 3] = 7, bad[1, 3]  # an event earlier than the one before it
+    np.save(folder / "2.npy", bad)
+    with pytest.raises(DataError, match="must be in time order"):
+        EventSet(source, labels, (2, 32, 32), 20, 5000).frames()
 
 
 def test_frames_that_do_not_fit_the_network_are_refused(tmp_path, capsys):
