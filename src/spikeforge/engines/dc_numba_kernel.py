@@ -46,13 +46,16 @@ from ..neurons.conductance_lif import activate_c, update_active_c, update_layer_
 
 class Network(NamedTuple):
     """Both layers' state (v, g_e, g_i, theta, steps since spike; the inhibitory active list) and
-    their compiled parameter vectors (``conductance_lif.compiled_params``) and fixed weights."""
+    their compiled parameter vectors (``conductance_lif.compiled_params``), fixed weights and the
+    integration counters of both layers (``conductance_stability.new_stats``)."""
 
     state: tuple  # (v_e, ge_e, gi_e, theta, since_e, v_i, ge_i, gi_i, since_i, inh_active, inh_is_active)
     ne: np.ndarray
     ni: np.ndarray
     w_ei: float
     w_ie: float
+    stats_e: np.ndarray
+    stats_i: np.ndarray
 
 
 class Delivery(NamedTuple):
@@ -204,8 +207,8 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts, t_now, net, delivery, r
     post_window = tab_post1.shape[0]
     for s in range(n_steps):
         t = t_now + s
-        n_e = update_layer_c(v_e, ge_e, gi_e, theta, since_e, ne, learning, spk_e)
-        n_i = update_active_c(v_i, ge_i, gi_i, since_i, ni, inh_active, inh_is_active, spk_i)
+        n_e = update_layer_c(v_e, ge_e, gi_e, theta, since_e, ne, learning, spk_e, t, net.stats_e)
+        n_i = update_active_c(v_i, ge_i, gi_i, since_i, ni, inh_active, inh_is_active, spk_i, t, net.stats_i)
         slot = t & hm
         # input spikes of this step: delay history, pre-trace rings, and delivery into ring_ge
         m = 0
