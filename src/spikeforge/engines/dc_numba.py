@@ -29,6 +29,8 @@ class NumbaDCEngine:
     name = "numba"
     # scheduled pre-spike updates per step (None: max(1024, 4N); 0: no buckets, every step scans)
     bucket_capacity: int | None = None
+    # True: the loop counts the cycles of its sections into ``prof`` (benchmarks/profile_dc.py)
+    profile = False
 
     def __init__(self, cfg: DiehlCookConfig, state: DiehlCookState, seed: int = 0, device=None):
         check_state(cfg, state)
@@ -71,6 +73,7 @@ class NumbaDCEngine:
         self.tab_post2 = trace_table(stdp.tau_post2_ms, dt)
         self.spk_e = np.zeros(n, np.int64)
         self.spk_i = np.zeros(n, np.int64)
+        self.prof = np.zeros(8, np.int64)
         self.monitor = StabilityMonitor(cfg)
         self.reset_dynamics()
 
@@ -181,7 +184,7 @@ class NumbaDCEngine:
     def _bind(self) -> None:
         """Group the buffers into the loop's argument tuples (again whenever an array is replaced:
         reset, a new learning-rate scale, recording on or off) and pick the rule's loop."""
-        self._loop = kernel_for(self.rule)
+        self._loop = kernel_for(self.rule, self.profile)
         self._args = (
             Network(
                 (self.v_e, self.ge_e, self.gi_e, self.theta, self.since_e)
@@ -196,7 +199,7 @@ class NumbaDCEngine:
             Delivery(self.W, self.off, self.d_cols, self.hist_idx, self.hist_n, self.ring_ge),
             Rule(self.rule_prm, self.trace_set, self.tab_pre, self.tab_post1, self.tab_post2),
             Traces(*(getattr(self, k) for k in Traces._fields)),
-            Scratch(self.spk_e, self.spk_i, *self._rec),
+            Scratch(self.spk_e, self.spk_i, *self._rec, self.prof),
         )
 
     def _run(self, n_steps, ptr, idx, learning, counts):
