@@ -109,7 +109,7 @@ def test_dynamic_state_of_another_ring_layout_is_dropped_with_a_warning():
 
 
 def test_normalisation_with_kept_column_sums_is_bit_for_bit_the_plain_one():
-    from spikeforge.engines.dc_numba_kernel import normalize_cached
+    from spikeforge.engines.dc_numba_between import normalize_cached
     from spikeforge.synapses.projections import normalize_columns_c
 
     rng = np.random.default_rng(0)

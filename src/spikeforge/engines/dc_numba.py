@@ -19,6 +19,7 @@ from ..encoding.poisson import poisson_events
 from ..models.diehl_cook import DiehlCookConfig, DiehlCookState
 from ..neurons.conductance_lif import compiled_params
 from .base import StabilityMonitor, attempt_seed, check_events, check_images, check_state, present_protocol
+from .dc_numba_between import normalize_cached, rebuild_in_flight
 from .dc_numba_kernel import (
     Delivery,
     Network,
@@ -26,8 +27,6 @@ from .dc_numba_kernel import (
     Scratch,
     Traces,
     kernel_for,
-    normalize_cached,
-    rebuild_in_flight,
     trace_table,
 )
 
