@@ -106,3 +106,22 @@ def test_dynamic_state_of_another_ring_layout_is_dropped_with_a_warning():
     saved["hist_n"] = np.zeros(saved["hist_n"].shape[0] - 1, np.int32)  # as written by another layout
     with pytest.warns(UserWarning, match="older engine layout"):
         assert eng.load_dynamic_state(saved) is False
+
+
+def test_normalisation_with_kept_column_sums_is_bit_for_bit_the_plain_one():
+    from spikeforge.engines.dc_numba_between import normalize_cached
+    from spikeforge.synapses.projections import normalize_columns_c
+
+    rng = np.random.default_rng(0)
+    w_plain = rng.random((30, 8))
+    w_kept = w_plain.copy()
+    sums, dirty = np.zeros(8), np.ones(8, np.bool_)
+    for _ in range(5):
+        normalize_columns_c(w_plain, 6.0)
+        normalize_cached(w_kept, 6.0, sums, dirty, np.zeros(8, np.int64), np.zeros(8))
+        assert np.array_equal(w_plain, w_kept) and not dirty.any()
+        cols = rng.choice(8, 3, replace=False)  # as STDP: change a few columns, mark them
+        change = rng.random((30, 3)) * 0.01
+        w_plain[:, cols] += change
+        w_kept[:, cols] += change
+        dirty[cols] = True

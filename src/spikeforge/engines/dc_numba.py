@@ -18,9 +18,17 @@ from ..config import ConfigError
 from ..encoding.poisson import poisson_events
 from ..models.diehl_cook import DiehlCookConfig, DiehlCookState
 from ..neurons.conductance_lif import compiled_params
-from ..synapses.projections import normalize_columns_c
 from .base import StabilityMonitor, attempt_seed, check_events, check_images, check_state, present_protocol
-from .dc_numba_kernel import Delivery, Network, Rule, Scratch, Traces, kernel_for, rebuild_in_flight, trace_table
+from .dc_numba_between import normalize_cached, rebuild_in_flight
+from .dc_numba_kernel import (
+    Delivery,
+    Network,
+    Rule,
+    Scratch,
+    Traces,
+    kernel_for,
+    trace_table,
+)
 
 
 class NumbaDCEngine:
@@ -74,6 +82,11 @@ class NumbaDCEngine:
         self.spk_e = np.zeros(n, np.int64)
         self.spk_i = np.zeros(n, np.int64)
         self.prof = np.zeros(8, np.int64)
+        # column sums kept between normalisations (normalize_cached); all columns dirty at first
+        self.col_sums = np.zeros(n)
+        self.col_dirty = np.ones(n, np.bool_)
+        self.col_scratch = np.zeros(n, np.int64)
+        self.col_fac = np.zeros(n)
         self.monitor = StabilityMonitor(cfg)
         self.reset_dynamics()
 
@@ -196,7 +209,7 @@ class NumbaDCEngine:
                 self.monitor.stats["exc"],
                 self.monitor.stats["inh"],
             ),
-            Delivery(self.W, self.off, self.d_cols, self.hist_idx, self.hist_n, self.ring_ge),
+            Delivery(self.W, self.off, self.d_cols, self.hist_idx, self.hist_n, self.ring_ge, self.col_dirty),
             Rule(self.rule_prm, self.trace_set, self.tab_pre, self.tab_post1, self.tab_post2),
             Traces(*(getattr(self, k) for k in Traces._fields)),
             Scratch(self.spk_e, self.spk_i, *self._rec, self.prof),
@@ -240,7 +253,8 @@ class NumbaDCEngine:
 
     def normalize(self) -> None:
         if self.cfg.network.norm_total is not None:
-            normalize_columns_c(self.W, self.cfg.network.norm_total)
+            total = self.cfg.network.norm_total
+            normalize_cached(self.W, total, self.col_sums, self.col_dirty, self.col_scratch, self.col_fac)
             rebuild_in_flight(self.W, self.d_rows, self.hist_idx, self.hist_n, self.ring_ge, self.t)
 
     def present(self, images, learning: bool, keys, names=None) -> tuple[np.ndarray, np.ndarray]:

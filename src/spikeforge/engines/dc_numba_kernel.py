@@ -70,6 +70,7 @@ class Delivery(NamedTuple):
     hist_idx: np.ndarray  # [slots, n_in] inputs that fired at each recent step
     hist_n: np.ndarray  # [slots] how many
     ring_ge: np.ndarray  # [2 slots, N] conductance increments still in flight
+    dirty: np.ndarray  # [N] bool: column may have changed since the last normalisation (normalize_cached)
 
 
 class Rule(NamedTuple):
@@ -197,7 +198,7 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts, t_now, net, delivery, r
     reference path), so the capacity never changes the result."""
     v_e, ge_e, gi_e, theta, since_e, v_i, ge_i, gi_i, since_i, inh_active, inh_is_active = net.state
     ne, ni, w_ei, w_ie = net.ne, net.ni, net.w_ei, net.w_ie
-    W, OFF, DT, hist_idx, hist_n, ring_ge = delivery
+    W, OFF, DT, hist_idx, hist_n, ring_ge, dirty = delivery
     ring_t, ring_x, ring_head, x_post1, x_post2, post_last, recent, bk_i, bk_j, bk_n, bk_over = traces
     trace_set, tab_pre, tab_post1, tab_post2 = rule.trace_set, rule.tab_pre, rule.tab_post1, rule.tab_post2
     q = rule.prm
@@ -286,6 +287,7 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts, t_now, net, delivery, r
                         for q in range(n_recent):
                             j = recent[q + 1]
                             if DT[j, i] == d:
+                                dirty[j] = True
                                 post1 = x_post1[j] * tab_post1[t - post_last[j]]
                                 _pre_update(
                                     i, j, d, t, W, rule, post1, x_post2, post_last, ring_t, ring_head, ring_ge, hist_len
@@ -297,6 +299,7 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts, t_now, net, delivery, r
                     j = bk_j[b, q]
                     gap = t - post_last[j]
                     if gap < post_window:
+                        dirty[j] = True
                         post1 = x_post1[j] * tab_post1[gap]
                         _pre_update(
                             i, j, DT[j, i], t, W, rule, post1, x_post2, post_last, ring_t, ring_head, ring_ge, hist_len
@@ -317,6 +320,7 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts, t_now, net, delivery, r
                 rec_j[rec_n[0]] = j
                 rec_n[0] += 1
             if learning:
+                dirty[j] = True
                 gap = t - post_last[j]
                 p2 = _decayed(tab_post2, x_post2[j], gap)
                 for i in range(n_in):
@@ -380,22 +384,6 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts, t_now, net, delivery, r
         if PROFILE:
             prof[5] += cycles() - c0
     return t_now + n_steps
-
-
-@kernel
-def rebuild_in_flight(W, D, hist_idx, hist_n, ring_ge, t_next):
-    """Recompute the conductance of spikes still in flight from the current weights (after the
-    weights were rescaled between presentations, Brian delivers the rescaled weights)."""
-    hist_len = hist_n.shape[0]
-    ring_ge[:, :] = 0.0
-    for d in range(1, min(hist_len, t_next + 1)):
-        te = t_next - d
-        sl = te % hist_len
-        for qi in range(hist_n[sl]):
-            i = hist_idx[sl, qi]
-            for j in range(W.shape[1]):
-                if D[i, j] >= d:
-                    ring_ge[(te + D[i, j]) % hist_len, j] += W[i, j]
 
 
 # ---------------------------------------------------------------------------------------------
