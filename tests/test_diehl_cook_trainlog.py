@@ -75,3 +75,25 @@ def test_a_resumed_run_appends_and_logs_every_example_once(tmp_path, monkeypatch
     with again.rd:
         again.train()
     assert (tmp_path / "killed" / "train.log").read_text() == text
+
+
+def test_stability_records_of_a_resumed_run_add_up():
+    import numpy as np
+
+    from spikeforge.experiments.diehl_cook_trainlog import stability_so_far
+
+    class Engine:
+        def __init__(self, record):
+            self.record = record
+
+        def stability(self):
+            return self.record
+
+    first = {"example": 3, "step": 10, "neuron": 1, "g_e": 0.5, "g_i": 420.0, "factor": 2.1}
+    a = stability_so_far(None, Engine({"substep_neuron_steps": np.int64(4), "first_unstable": None}))
+    assert a == {"substep_neuron_steps": 4, "first_unstable": None} and type(a["substep_neuron_steps"]) is int
+    b = stability_so_far(a, Engine({"substep_neuron_steps": 3, "first_unstable": first}))
+    assert b == {"substep_neuron_steps": 7, "first_unstable": first}
+    c = stability_so_far(b, Engine({"substep_neuron_steps": 0, "first_unstable": {**first, "example": 9}}))
+    assert c["first_unstable"] == first  # the first one stays the first
+    assert stability_so_far(a, object()) == a  # an engine without a record

@@ -32,7 +32,7 @@ from ..engines import example_key, make_engine
 from ..evaluation.labels import ClassResponses, accuracy, confusion_matrix, vote
 from ..models.diehl_cook import DiehlCookConfig, DiehlCookState, init_state
 from .diehl_cook_config import SPEC, DiehlCookExperimentConfig, RunParams, check_memory
-from .diehl_cook_trainlog import RunningAccuracy, TrainLog, log_interval
+from .diehl_cook_trainlog import RunningAccuracy, TrainLog, log_interval, stability_so_far
 from .scaffold import InterruptedAtBoundary, RunDir, numpy_rng, resolve_config
 
 STAGE_TRAIN, STAGE_LABEL, STAGE_TEST = 0, 1, 2
@@ -235,8 +235,13 @@ class Experiment:
         intro += f"engine {engine.name}, {total} examples"
         log = TrainLog(self.out, log_interval(run.log_every, total), progress["examples_seen"], intro)
 
+        stability_before = progress.get("stability")
+
         def save() -> None:
             progress["train_seconds"] = seconds_before + time.perf_counter() - t_start
+            stability = stability_so_far(stability_before, engine)
+            if stability is not None:
+                progress["stability"] = stability
             self._save(engine, progress)
 
         with log, self.rd.interrupts() as stop, self.rd.progress(total, initial=done, desc="train") as bar:

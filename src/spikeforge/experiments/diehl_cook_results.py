@@ -53,6 +53,7 @@ def write_results(exp, update: dict[str, Any]) -> dict[str, Any]:
             if prog["train_seconds"]
             else None,
             "train_mean_attempts": prog["attempts"] / prog["examples_seen"] if prog["examples_seen"] else None,
+            "train_stability": prog.get("stability"),
             "engine": exp.run.engine,
             "seed": exp.run.seed,
             "version": __version__,

@@ -153,3 +153,31 @@ class TrainLog:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def stability_so_far(before: dict[str, Any] | None, engine) -> dict[str, Any] | None:
+    """The engine's numerical-stability record (``engine.stability()``: counts of substepped and
+    unstable neuron-steps, the first unstable one) added to ``before``, the record of the same
+    run's earlier processes (a resumed run starts a new engine). None where the engine keeps none."""
+    stability = getattr(engine, "stability", None)
+    if not callable(stability):
+        return before
+    now = _plain(dict(stability()))
+    if not before:
+        return now
+    out = dict(before)
+    for key, value in now.items():
+        if isinstance(value, int | float) and not isinstance(value, bool) and isinstance(before.get(key), int | float):
+            out[key] = before[key] + value
+        elif before.get(key) is None:
+            out[key] = value
+    return out
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with numpy scalars made Python numbers (for the checkpoint's JSON metadata)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value.item() if isinstance(value, np.generic) else value
