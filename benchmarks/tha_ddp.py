@@ -7,7 +7,8 @@ Each round runs, one after the other (interleaved, so that the machine's load hi
 ``python -m torch.distributed.run --standalone --nproc-per-node W benchmarks/tha_ddp.py --worker``
 for every W in ``--procs``. A worker trains the default snn-tha MNIST network (binarized, 100 steps,
 batch 128 split between the W ranks, annealing, dropout) for 2 untimed + ``--iters`` timed
-iterations with the hooks ``spikeforge tha mnist`` uses (:mod:`spikeforge.experiments.tha.distributed`):
+iterations with the hooks ``spikeforge tha mnist`` uses (:mod:`spikeforge.experiments.tha.distributed`,
+:mod:`spikeforge.experiments.scaffold.parallel`):
 sharded batch, synchronised batch norm, DDP, global loss, agreed interrupts; one torch thread per
 rank. With W > 1 it also measures the time spent in collectives: the batch-norm all-reduces
 (forward and backward, timed around ``torch.distributed.all_reduce``), the loss and interrupt
@@ -37,8 +38,9 @@ def worker(args) -> None:
 
     from spikeforge.data import load_dataset
     from spikeforge.evaluation.spike_losses import spike_count_mse
+    from spikeforge.experiments.scaffold.parallel import AgreedInterrupts
     from spikeforge.experiments.tha.config import MnistConfig
-    from spikeforge.experiments.tha.distributed import SINGLE, DataParallel, _AgreedInterrupts
+    from spikeforge.experiments.tha.distributed import SINGLE, DataParallel
     from spikeforge.models.tha_nets import THAMnistNet
     from spikeforge.plasticity.threshold_annealing import ThresholdAnnealing
 
@@ -80,7 +82,7 @@ def worker(args) -> None:
             return fut
 
         model.register_comm_hook(None, grad_hook)
-    stop = _AgreedInterrupts(dp) if world > 1 else None
+    stop = AgreedInterrupts(dp) if world > 1 else None
     walls, cpus = [], []
     for it in range(args.iters + 2):
         if it == 2:

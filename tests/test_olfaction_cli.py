@@ -47,6 +47,8 @@ def test_run_writes_results_plots_and_resumes(cache, mode, capsys):
     assert main(args[:-6] + ["--epochs", "2", "--ann-epochs", "2", "--out", str(out)] + TINY) == 0
     res2 = json.loads((out / "results.json").read_text())
     assert res2["epochs"] == 2 and res2["history"]["test_acc"][0] == res["history"]["test_acc"][0]
+    for key in ("glo_score_orn", "glo_score_effective", "orn_score", "K_0.02"):  # per epoch
+        assert len(res2["history"][key]) == 2
     # a mismatched setting is refused, naming the field
     assert main(args[:-2] + ["--seed", "3", "--out", str(out)] + TINY) == 2
     assert "run.seed is 0 in the saved run, 3 now" in capsys.readouterr().err

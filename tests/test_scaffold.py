@@ -43,6 +43,12 @@ def _specs():
         specs += [MNIST_SPEC, SPIKE_TIMING_SPEC]
     except ImportError:
         pass
+    try:
+        from spikeforge.experiments.tha.dataset_config import DVS_GESTURE_SPEC, FMNIST_SPEC, SHD_SPEC
+
+        specs += [FMNIST_SPEC, DVS_GESTURE_SPEC, SHD_SPEC]
+    except ImportError:
+        pass
     return specs
 
 

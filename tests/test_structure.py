@@ -119,3 +119,25 @@ def test_no_source_file_over_the_line_limit(path):
         pytest.skip("listed in LINE_LIMIT_EXCEPTIONS")
     n = len(path.read_text().splitlines())
     assert n <= MAX_LINES, f"{path.relative_to(SRC)} has {n} lines (limit {MAX_LINES}): split it"
+
+
+def _tracked_text_files() -> list[pathlib.Path]:
+    root = SRC.parents[1]
+    suffixes = {".py", ".md", ".toml", ".txt", ".cfg", ".yml", ".yaml", ".sh"}
+    skip = {".venv", ".git", "runs", "build", "dist", "node_modules"}
+    found = []
+    for p in root.rglob("*"):
+        rel = p.relative_to(root).parts
+        if p.is_file() and p.suffix in suffixes and not (set(rel[:-1]) & skip) and not rel[0].startswith(".venv"):
+            found.append(p)
+    return found
+
+
+def test_no_merge_conflict_markers_left_in_the_tree():
+    markers = ("<" * 7 + " ", "=" * 7 + "\n", ">" * 7 + " ")
+    bad = []
+    for p in _tracked_text_files():
+        for n, line in enumerate(p.read_text(errors="replace").splitlines(keepends=True), 1):
+            if line.startswith(markers):
+                bad.append(f"{p.relative_to(SRC.parents[1])}:{n}")
+    assert not bad, "merge-conflict markers left in: " + ", ".join(bad)

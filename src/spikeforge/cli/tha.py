@@ -1,20 +1,40 @@
-"""``spikeforge tha {mnist,spike-timing,evaluate}``: threshold annealing / binarized SNN experiments."""
+"""``spikeforge tha {mnist,fmnist,dvs-gesture,shd,spike-timing,evaluate}``: threshold annealing /
+binarized SNN experiments."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from ..experiments.scaffold import (
-    RunDir,
-    add_arguments,
-    check_device,
-    flag_values,
-    positive_int,
-    resolve_config,
-    start,
-)
+from ..experiments.scaffold import add_arguments, check_device, positive_int, resolve_args, start
 from ..experiments.tha.config import MNIST_FLAGS, MNIST_SPEC, SPIKE_TIMING_FLAGS, SPIKE_TIMING_SPEC, MnistConfig
+from ..experiments.tha.dataset_config import (
+    DVS_GESTURE_FLAGS,
+    DVS_GESTURE_SPEC,
+    FMNIST_FLAGS,
+    FMNIST_SPEC,
+    SHD_FLAGS,
+    SHD_SPEC,
+)
+
+#: sub-command -> (task name in experiments.tha.datasets, spec, flags, what it trains, its data files)
+DATASET_COMMANDS = {
+    "fmnist": (
+        "FMNIST_TASK",
+        FMNIST_SPEC,
+        FMNIST_FLAGS,
+        "the snn-tha MNIST conv SNN on Fashion-MNIST",
+        "the four IDX files",
+    ),
+    "dvs-gesture": (
+        "DVS_GESTURE_TASK",
+        DVS_GESTURE_SPEC,
+        DVS_GESTURE_FLAGS,
+        "the snn-tha conv SNN on DVS128 Gesture event frames",
+        "tonic's DVSGesture/ibmGestureTrain|ibmGestureTest/userNN_*/LABEL.npy files",
+    ),
+    "shd": ("SHD_TASK", SHD_SPEC, SHD_FLAGS, "the snn-tha 700-3000-20 SNN on SHD", "shd_train.h5 and shd_test.h5"),
+}
 
 
 def add_parser(subparsers) -> None:
@@ -43,6 +63,16 @@ def add_parser(subparsers) -> None:
     )
     m.set_defaults(func=_mnist)
 
+    for name, (task, spec, flags, what, files) in DATASET_COMMANDS.items():
+        d = sub.add_parser(
+            name,
+            help=f"train {what} (binarized/full precision, annealing on/off)",
+            description=f"Train {what}, trial by trial, with the hyper-parameters of snn-tha's conf.py; data "
+            f"read from --data-dir ({files}); checkpoints every few iterations and resumes where it stopped.",
+        )
+        add_arguments(d, spec, flags, device=True)
+        d.set_defaults(func=lambda a, task=task, flags=flags: _dataset(a, task, flags))
+
     s = sub.add_parser(
         "spike-timing",
         help="section-4 task: train one output neuron to fire at step 75 (4 cases)",
@@ -54,11 +84,11 @@ def add_parser(subparsers) -> None:
 
     e = sub.add_parser(
         "evaluate",
-        help="accuracy of a 'tha mnist' checkpoint on the validation split and the test set",
-        description="Accuracy of a 'tha mnist' checkpoint with the config stored in it.",
+        help="accuracy of a tha mnist/fmnist/dvs-gesture/shd checkpoint on the validation split and the test set",
+        description="Accuracy of a 'tha mnist' (fmnist, dvs-gesture, shd) checkpoint with the config stored in it.",
     )
     e.add_argument("checkpoint", help="checkpoint prefix, e.g. runs/tha_mnist/trial0/best")
-    e.add_argument("--data-dir", help="MNIST IDX directory (default: the one in the checkpoint's config)")
+    e.add_argument("--data-dir", help="data directory (default: the one in the checkpoint's config)")
     e.add_argument(
         "--split", choices=("val", "test", "both"), default="both", help="which split to score (default: both)"
     )
@@ -68,7 +98,7 @@ def add_parser(subparsers) -> None:
 
 
 def _evaluate(args) -> int:
-    from ..experiments.tha import evaluate_checkpoint
+    from ..experiments.tha.tasks import evaluate_checkpoint
 
     splits = ("val", "test") if args.split == "both" else (args.split,)
     res = evaluate_checkpoint(args.checkpoint, args.data_dir, splits, args.threads)
@@ -76,15 +106,41 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _dataset(args, task_name: str, flags) -> int:
+    from ..experiments.tha import datasets
+    from ..experiments.tha.training import train_in
+
+    task = getattr(datasets, task_name)
+    if args.init_from:
+        args.init_from = str(Path(args.init_from).resolve())
+    rd = start(task.spec, args, flags)
+    if rd is None:
+        return 0
+    with rd:
+        res = train_in(task, rd, print if not args.quiet else rd.log)
+    _report_mnist(rd, res)
+    return 0
+
+
 def _mnist(args) -> int:
+    from ..experiments.scaffold import parallel
     from ..experiments.tha import distributed, train_mnist_in
 
     if args.init_from:
         args.init_from = str(Path(args.init_from).resolve())
-    if distributed.in_worker():  # started by torchrun (or by --nproc-per-node below)
-        return distributed.run_worker(args, _start_mnist, train_mnist_in, _report_mnist)
+    job = parallel.Job(
+        start=_start_mnist,
+        train=train_mnist_in,
+        report=_report_mnist,
+        schema=MnistConfig,
+        batch_key="train.batch_size",
+        hooks=distributed.DataParallel,
+        preflight=_preflight,
+    )
+    if parallel.in_worker():  # started by torchrun (or by --nproc-per-node below)
+        return parallel.run_worker(args, job)
     if args.nproc_per_node is not None and not args.show_config:
-        return distributed.launch(args, args.nproc_per_node, _start_mnist, train_mnist_in, _report_mnist, _preflight)
+        return parallel.launch(args, args.nproc_per_node, job)
     rd = _start_mnist(args)
     if rd is None:
         return 0
@@ -101,14 +157,7 @@ def _start_mnist(args):
 def _preflight(args) -> int:
     """The training batch size the run in ``args.out`` will use (resolved as :func:`start` does),
     after checking its device: bad input is refused before any worker starts."""
-    saved = None if args.fresh else RunDir(args.out, MNIST_SPEC).saved()
-    cfg = resolve_config(
-        MNIST_SPEC,
-        saved=saved,
-        config_file=args.config,
-        sets=args.set or [],
-        values=flag_values(MNIST_SPEC, args, MNIST_FLAGS),
-    )
+    cfg = resolve_args(MNIST_SPEC, args, MNIST_FLAGS)
     assert isinstance(cfg, MnistConfig)
     check_device(cfg.run.device)
     return cfg.train.batch_size

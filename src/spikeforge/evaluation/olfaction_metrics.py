@@ -12,6 +12,9 @@ Two definitions (reference §1.10 and §2.5):
   OR->PN matrix ``W_or->orn @ W_orn->pn`` (with ``[n_out, n_in]`` layouts: ``(W_pn W_orn)^T``),
   each OR its own type.
 
+Wang's training log with a receptor layer records the first as ``glo_score`` and the second as
+``combined_glo_score``; :func:`orn_score` (his ``or_glo_score``) scores the OR->ORN matrix itself.
+
 **K** (§2.5, §1.10): the number of PN->KC weights above a threshold per KC, averaged over the KCs
 with at least one (the fraction with none is reported as ``bad_kc``). Thresholds: ``1/N_KC``
 (vgp23), ``0.02 = 1/N_PN`` (Wang's prune threshold) and one inferred from a 2-component Gaussian
@@ -55,6 +58,13 @@ def glo_score_effective(w_or2orn: np.ndarray, w_orn2pn: np.ndarray) -> float:
     """Wang's receptor-layer logging: the effective OR->PN matrix, one type per OR."""
     eff = np.abs(np.asarray(w_orn2pn)) @ np.abs(np.asarray(w_or2orn))  # [n_pn, n_or]
     return glo_score(eff.T, np.arange(eff.shape[1]))
+
+
+def orn_score(w_or2orn: np.ndarray) -> float:
+    """Wang's "ORN score" (``compute_glo_score`` on ``w_or``, reference §2.5): how close each ORN is to
+    expressing a single receptor. ``w_or2orn`` [n_orn, n_or]; each OR its own type, scored per ORN."""
+    w = np.asarray(w_or2orn)
+    return glo_score(w.T, np.arange(w.shape[1]))
 
 
 def kc_input_degree(w_pn2kc: np.ndarray, threshold: float) -> tuple[float, float]:

@@ -55,16 +55,20 @@ class Trainer:
         self.opt: torch.optim.Optimizer
         if r.mode == "ann":
             self.ann = WangANN(cfg.ann, g)
-            self.opt = torch.optim.Adam(self.ann.parameters(), lr=r.ann_lr)
+            groups = self.ann.param_groups(r.ann_lr, r.ann_pn2kc_lr) if r.ann_pn2kc_lr else self.ann.parameters()
+            self.opt = torch.optim.Adam(groups, lr=r.ann_lr)
         else:
             self.net = OlfactionNet(cfg.model, g)
             self.opt = self.net.make_optimizer(r.optimizer, r.lr)
 
     # --- state ---------------------------------------------------------------------------------
+    def _opt_params(self) -> list[torch.Tensor]:
+        """The optimizer's parameters over all its groups, in order (the checkpoint's numbering)."""
+        return [prm for group in self.opt.param_groups for prm in group["params"]]
+
     def tensors(self) -> dict[str, torch.Tensor]:
         d = dict(self.ann.state_dict()) if self.cfg.run.mode == "ann" else dict(self.net.tensors())
-        params = self.opt.param_groups[0]["params"]
-        for k, prm in enumerate(params):
+        for k, prm in enumerate(self._opt_params()):
             for name, val in self.opt.state.get(prm, {}).items():
                 d[f"opt.{k}.{name}"] = torch.as_tensor(val).reshape(-1) if name == "step" else val
         return d
@@ -74,7 +78,7 @@ class Trainer:
             self.ann.load_state_dict({k: torch.from_numpy(v) for k, v in arrays.items() if not k.startswith("opt.")})
         else:
             self.net.load_tensors(arrays)
-        for k, prm in enumerate(self.opt.param_groups[0]["params"]):
+        for k, prm in enumerate(self._opt_params()):
             st = {
                 n.split(".", 2)[2]: torch.from_numpy(v.copy()) for n, v in arrays.items() if n.startswith(f"opt.{k}.")
             }
@@ -169,11 +173,15 @@ def run_in(rd: RunDir) -> dict:
             seconds = time.perf_counter() - t0
             val_acc = float((trainer.predict(data["x_val"]) == data["y_val"]).mean())
             test_acc = float((trainer.predict(data["x_test"], 1) == data["y_test"]).mean())
+            conn = report.epoch_connectivity(trainer.connectivity())
             for k, v in zip(hist, (epoch + 1, loss, train_acc, val_acc, test_acc, seconds)):
                 hist[k].append(v)
+            for k, v in conn.items():  # setdefault: checkpoints written before these keys existed
+                hist.setdefault(k, []).append(v)
             log(
                 f"epoch {epoch + 1}/{n_epochs}: loss {loss:.4f} train {train_acc:.4f} val {val_acc:.4f} "
-                f"test {test_acc:.4f} ({n_train / seconds:.1f} samples/s)"
+                f"test {test_acc:.4f} ({n_train / seconds:.1f} samples/s) "
+                + " ".join(f"{k} {v}" for k, v in conn.items())
             )
             rd.save_checkpoint("checkpoint", trainer.tensors(), {"history": hist})
             stop.check()

@@ -28,6 +28,9 @@ class OlfactionRunParams(Params):
     batch_size: int = Field(256, ge=1)
     lr: float = Field(1e-4, gt=0, description="Adam, one step per time step after the burn-in")
     ann_lr: float = Field(1e-3, gt=0, description="ANN learning rate (Wang receptor config: 1e-4)")
+    ann_pn2kc_lr: float = Field(
+        0.0, ge=0, description="ANN learning rate of the PN->KC block (Wang's optional pn2kc_lr; 0: ann_lr)"
+    )
     optimizer: Literal["adam", "adamax"] = "adam"
     lr_schedule: Literal["constant", "cosine"] = Field(
         "cosine", description="spiking modes: lr * (1 + cos(pi * epoch / epochs)) / 2 per epoch"

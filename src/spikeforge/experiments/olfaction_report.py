@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..evaluation.olfaction_metrics import glo_score_effective, glo_score_orn, k_all
+from ..evaluation.olfaction_metrics import glo_score_effective, glo_score_orn, k_all, kc_input_degree, orn_score
 from ..plotting import olfaction as oplot
 
 
@@ -17,7 +17,19 @@ def connectivity_metrics(blocks: list[np.ndarray]) -> dict:
     if len(blocks) >= 2:
         out["glo_score_orn"] = round(glo_score_orn(blocks[0], blocks[1]), 4)
         out["glo_score_effective"] = round(glo_score_effective(blocks[0], blocks[1]), 4)
+        out["orn_score"] = round(orn_score(blocks[0]), 4)
     out.update(k_all(blocks[-1]))
+    return out
+
+
+def epoch_connectivity(blocks: list[np.ndarray]) -> dict[str, float]:
+    """The cheap per-epoch subset (no mixture fit): both GloScores and K at Wang's 0.02."""
+    out: dict[str, float] = {}
+    if len(blocks) >= 2:
+        out["glo_score_orn"] = round(glo_score_orn(blocks[0], blocks[1]), 4)
+        out["glo_score_effective"] = round(glo_score_effective(blocks[0], blocks[1]), 4)
+        out["orn_score"] = round(orn_score(blocks[0]), 4)
+    out["K_0.02"] = round(kc_input_degree(blocks[-1], 0.02)[0], 3)
     return out
 
 

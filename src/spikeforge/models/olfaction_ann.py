@@ -44,7 +44,7 @@ class _SignedLinear(nn.Module):
         if self.normalise:
             w = w / (w.sum(1, keepdim=True) + 1e-12)
         if self.prune > 0:
-            w = w * (w >= self.prune)
+            w = w * (w > self.prune)  # Wang: weight > prune_threshold survives
         return w
 
     def forward(self, x):
@@ -90,15 +90,30 @@ class WangANN(nn.Module):
             self.out.bias.zero_()
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        h = x
+        return self.out(self.activities(x, generator)[-1])
+
+    def activities(self, x: torch.Tensor, generator: torch.Generator | None = None) -> list[torch.Tensor]:
+        """The activity of every layer after the input (ORN, PN, ..., KC)."""
+        h, acts = x, []
         for b, layer in enumerate(self.blocks):
             h = layer(h)
-            if b == 0 and self.p.orn_noise_std > 0:  # part of the model (train and test)
-                h = h + self.p.orn_noise_std * torch.randn(h.shape, generator=generator)
             if b == len(self.blocks) - 1:
                 h = self.kc_norm(h)
             h = torch.relu(h)
-        return self.out(h)
+            if b == 0 and self.p.orn_noise_std > 0:
+                # Wang's FullModel.forward: added to the ORN layer's output (after its ReLU, so an ORN
+                # can be negative), in training and evaluation alike
+                h = h + self.p.orn_noise_std * torch.randn(h.shape, generator=generator)
+            acts.append(h)
+        return acts
+
+    def param_groups(self, lr: float, pn2kc_lr: float) -> list[dict]:
+        """Adam parameter groups: the last (PN->KC) block at ``pn2kc_lr``, everything else at ``lr``
+        (Wang's optional separate ``pn2kc_lr``, reference §2.4)."""
+        kc = list(self.blocks[-1].parameters())
+        ids = {id(q) for q in kc}
+        rest = [q for q in self.parameters() if id(q) not in ids]
+        return [{"params": rest, "lr": lr}, {"params": kc, "lr": pn2kc_lr}]
 
     def connectivity(self) -> list[torch.Tensor]:
         """Effective weights of each block, ``[n_out, n_in]``."""

@@ -76,6 +76,17 @@ class THAMnistNetParams(Params):
         return check_surrogate_name(v)
 
 
+def pooled_sizes(size: int, kernel_size: int, name: str = "image_size") -> tuple[int, int]:
+    """Feature-map sides after conv (``kernel_size``, no padding) -> 2x2 pool, twice; both must be even."""
+    s1 = (size - kernel_size + 1) // 2
+    s2 = (s1 - kernel_size + 1) // 2
+    if s2 < 1 or (size - kernel_size + 1) % 2 or (s1 - kernel_size + 1) % 2:
+        raise ConfigError(
+            f"{name} {size} with kernel_size {kernel_size} does not give even feature maps for the two 2x2 poolings"
+        )
+    return s1, s2
+
+
 def _pooled_kernel(w: torch.Tensor) -> torch.Tensor:
     """Kernel of ``avg_pool2d(conv2d(x, w), 2)`` as one stride-2 convolution (size k+1)."""
     return 0.25 * (F.pad(w, (0, 1, 0, 1)) + F.pad(w, (1, 0, 0, 1)) + F.pad(w, (0, 1, 1, 0)) + F.pad(w, (1, 0, 1, 0)))
@@ -190,14 +201,7 @@ class THAMnistNet(nn.Module):
         super().__init__()
         p = params or THAMnistNetParams.from_dict(kwargs)
         self.params = p
-        s1 = (p.image_size - p.kernel_size + 1) // 2
-        s2 = (s1 - p.kernel_size + 1) // 2
-        if s2 < 1 or (p.image_size - p.kernel_size + 1) % 2 or (s1 - p.kernel_size + 1) % 2:
-            raise ConfigError(
-                f"image_size {p.image_size} with kernel_size {p.kernel_size} does not "
-                "give even feature maps for the two 2x2 poolings"
-            )
-        self.size1, self.size2 = s1, s2
+        self.size1, self.size2 = s1, s2 = pooled_sizes(p.image_size, p.kernel_size, "image_size")
         self.num_features = p.channels2 * s2 * s2
         conv = (lambda *a, **k: BinaryConv2d(*a, **k)) if p.binarize else nn.Conv2d
         lin = BinaryLinear if p.binarize else nn.Linear

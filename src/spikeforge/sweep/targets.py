@@ -55,13 +55,21 @@ TARGETS: dict[str, Target] = {
             metric="accuracy",
             description="event-based STDP features + linear readout: test accuracy",
         ),
-        Target(
-            "tha-mnist",
-            ("tha", "mnist"),
-            metric="summary.test_acc_at_best_val_mean",
-            history="trials.0.epochs.*.val_acc",
-            description="threshold annealing on MNIST: test accuracy at the best validation epoch "
-            "(prunes on validation accuracy per epoch)",
+        *(
+            Target(
+                f"tha-{command}",
+                ("tha", command),
+                metric="summary.test_acc_at_best_val_mean",
+                history="trials.0.epochs.*.val_acc",
+                description=f"threshold annealing on {title}: test accuracy at the best validation epoch "
+                "(prunes on validation accuracy per epoch)",
+            )
+            for command, title in (
+                ("mnist", "MNIST"),
+                ("fmnist", "Fashion-MNIST"),
+                ("dvs-gesture", "DVS128 Gesture"),
+                ("shd", "SHD"),
+            )
         ),
         Target(
             "olfaction",

@@ -81,8 +81,9 @@ class BinaryConv2d(_BinaryMixin, nn.Conv2d):
         return self._conv_forward(x, self.binary_weight(), self.bias)
 
 
-def clamp_binary_weights_(module: nn.Module) -> None:
-    """Clamp the latent weights of every binarized layer with ``clamp_weights=True``."""
+def clamp_binary_weights_(module: nn.Module, every: bool = False) -> None:
+    """Clamp the latent weights of every binarized layer with ``clamp_weights=True`` (with
+    ``every``: of every binarized layer)."""
     for m in module.modules():
-        if isinstance(m, _BinaryMixin) and m.clamp_weights:
+        if isinstance(m, _BinaryMixin) and (every or m.clamp_weights):
             m.clamp_latent_()

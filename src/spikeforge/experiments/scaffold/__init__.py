@@ -80,7 +80,7 @@ What the scaffold guarantees, for every experiment alike:
   versions, CPU model, thread counts, engine).
 """
 
-from .cli import add_arguments, flag_values, nonneg_int, number, positive_int, start, whole
+from .cli import add_arguments, flag_values, nonneg_int, number, positive_int, resolve_args, start, whole
 from .rundir import RunDir
 from .runtime import (
     DeferredInterrupts,
@@ -111,6 +111,7 @@ __all__ = [
     "positive_int",
     "progress_bar",
     "provenance",
+    "resolve_args",
     "resolve_config",
     "set_threads",
     "start",

@@ -107,6 +107,20 @@ def flag_values(spec: ExperimentSpec, args: argparse.Namespace, flags: Sequence[
     return {k: v for k, v in values.items() if v is not None}
 
 
+def resolve_args(spec: ExperimentSpec, args: argparse.Namespace, flags: Sequence[Flag] = (), run: RunDir | None = None):
+    """The config :func:`start` runs with (the run directory's saved run, else the packaged TOML
+    <- ``--config`` <- ``--set`` <- flags), without opening the run directory."""
+    run = run or RunDir(args.out, spec)
+    saved = None if getattr(args, "fresh", False) else run.saved()
+    return resolve_config(
+        spec,
+        saved=saved,
+        config_file=getattr(args, "config", None),
+        sets=getattr(args, "set", []) or [],
+        values=flag_values(spec, args, flags),
+    )
+
+
 def start(
     spec: ExperimentSpec, args: argparse.Namespace, flags: Sequence[Flag] = (), *, create: bool = True
 ) -> RunDir | None:
@@ -114,14 +128,7 @@ def start(
     <- ``--set`` <- flags), then open and lock the run directory, refusing a setting that disagrees
     with the saved run. Returns None after printing the config for ``--show-config``."""
     run = RunDir(args.out, spec, quiet=getattr(args, "quiet", False))
-    saved = None if getattr(args, "fresh", False) else run.saved()
-    cfg = resolve_config(
-        spec,
-        saved=saved,
-        config_file=getattr(args, "config", None),
-        sets=getattr(args, "set", []) or [],
-        values=flag_values(spec, args, flags),
-    )
+    cfg = resolve_args(spec, args, flags, run)
     if getattr(args, "show_config", False):
         print(to_toml(cfg.to_dict()), end="")
         return None

@@ -12,9 +12,16 @@ Bernoulli input, the output membrane trained by MSE to ramp linearly to just abo
 step 75; four cases (full precision theta=1, binarized theta=1, binarized theta=50, binarized with
 theta annealed 5 -> 50).
 
-Both write ``results.json``, curves (PNG) and, for spike timing, GIF animations into the run
+``fmnist``, ``dvs_gesture``, ``shd`` (``datasets.py``, configs in ``dataset_config.py``): the
+snn-tha network and ``conf.py`` hyper-parameters of Fashion-MNIST (the MNIST network), DVS128
+Gesture (a conv net on 2-polarity event frames) and SHD (700-3000-20), trained by the same loop
+(``training.py``) on data read from local folders.
+
+All write ``results.json``, curves (PNG) and, for spike timing, GIF animations into the run
 directory. Files: ``config.py`` (both configs, specs and flags), ``mnist.py``, ``spike_timing.py``,
-``distributed.py`` (data-parallel ``mnist``: ``--nproc-per-node`` / torchrun).
+``distributed.py`` (data-parallel ``mnist``: ``--nproc-per-node`` / torchrun), ``training.py``
+(the loop every classification experiment shares), ``tasks.py`` (all of them by name, and
+``evaluate_checkpoint``).
 """
 
 from __future__ import annotations
@@ -33,12 +40,42 @@ from .config import (
     TrainSection,
     load_config,
 )
-from .mnist import evaluate, evaluate_checkpoint, load_tensors, train_mnist, train_mnist_in
+from .dataset_config import (
+    DVS_GESTURE_FLAGS,
+    DVS_GESTURE_SPEC,
+    FMNIST_FLAGS,
+    FMNIST_SPEC,
+    SHD_FLAGS,
+    SHD_SPEC,
+    DVSGestureConfig,
+    FmnistConfig,
+    SHDConfig,
+)
+from .datasets import DVS_GESTURE_TASK, FMNIST_TASK, SHD_TASK
+from .mnist import MNIST_TASK, evaluate, load_tensors, train_mnist, train_mnist_in
 from .spike_timing import ramp_target, run_spike_timing, run_spike_timing_in
+from .tasks import TASKS, evaluate_checkpoint
+from .training import THATask, train_in
 
 _load_ckpt = load_tensors  # the name used before the split
 
 __all__ = [
+    "DVS_GESTURE_FLAGS",
+    "DVS_GESTURE_SPEC",
+    "DVS_GESTURE_TASK",
+    "FMNIST_FLAGS",
+    "FMNIST_SPEC",
+    "FMNIST_TASK",
+    "MNIST_TASK",
+    "SHD_FLAGS",
+    "SHD_SPEC",
+    "SHD_TASK",
+    "TASKS",
+    "DVSGestureConfig",
+    "FmnistConfig",
+    "SHDConfig",
+    "THATask",
+    "train_in",
     "MNIST_FLAGS",
     "MNIST_SPEC",
     "SPIKE_TIMING_FLAGS",

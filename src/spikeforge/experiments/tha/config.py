@@ -73,23 +73,22 @@ class AnnealSection(Params):
     alpha: tuple[float, float, float] = (0.024, 0.119, 0.0011)
 
 
-class MnistConfig(Params):
-    run: RunSection = RunSection()
-    data: DataSection = DataSection()
-    model: THAMnistNetParams = THAMnistNetParams()
-    train: TrainSection = TrainSection()
-    anneal: AnnealSection = AnnealSection()
+class THAConfig(Params):
+    """What every ``tha`` classification config shares: sections ``run``, ``data``, ``model`` (with
+    the initial ``thresholds``), ``train`` and ``anneal`` (``enabled``, ``theta_final``, ``alpha``:
+    one per LIF layer); the annealing schedule is checked when the config is made."""
 
     @classmethod
     def from_dict(cls, data=None, **overrides):
-        cfg = super().from_dict(data, **overrides)
+        cfg: Any = super().from_dict(data, **overrides)
         if cfg.anneal.enabled:
             cfg.anneal_params()  # raises ConfigError on alpha / theta_final out of range
         return cfg
 
     def anneal_params(self) -> list[AnnealParams]:
+        me: Any = self
         out = []
-        for i, (t0, tf, a) in enumerate(zip(self.model.thresholds, self.anneal.theta_final, self.anneal.alpha)):
+        for i, (t0, tf, a) in enumerate(zip(me.model.thresholds, me.anneal.theta_final, me.anneal.alpha)):
             if not 0.0 < a <= 1.0:
                 raise ConfigError(f"anneal.alpha[{i}] = {a}: the annealing rate must be in (0, 1]")
             if tf < t0:
@@ -100,6 +99,14 @@ class MnistConfig(Params):
                 )
             out.append(AnnealParams(theta_initial=t0, theta_final=tf, alpha=a))
         return out
+
+
+class MnistConfig(THAConfig):
+    run: RunSection = RunSection()
+    data: DataSection = DataSection()
+    model: THAMnistNetParams = THAMnistNetParams()
+    train: TrainSection = TrainSection()
+    anneal: AnnealSection = AnnealSection()
 
 
 # ------------------------------------------------------------------------------------------------
