@@ -102,3 +102,17 @@ def test_results_record_the_profile_the_derived_values_and_the_provenance(tmp_pa
     assert p["profile"] == "default" and p["engine"] == "numba" and p["cpu"]
     for key in ("spikeforge", "numpy", "numba", "torch", "git", "engine_sources_sha256"):
         assert key in p, key
+
+
+def test_a_run_saved_before_profiles_keeps_its_values_when_resumed(tmp_path, monkeypatch):
+    monkeypatch.delenv("SPIKEFORGE_DATA", raising=False)
+    out = tmp_path / "old"
+    args = [*GOLDEN_ARGS[:2], "--train-examples", "6", *GOLDEN_ARGS[4:]]
+    assert main(["diehl-cook", "train", "--out", str(out), "--profile", "released", *args]) == 0
+    record = json.loads((out / "config.json").read_text())
+    del record["config"]["run"]["profile"]  # as written before profiles existed
+    (out / "config.json").write_text(json.dumps(record))
+    assert main(["diehl-cook", "train", "--out", str(out), "--epochs", "2", "--quiet"]) == 0
+    _, meta = load_checkpoint(out / "checkpoint")
+    assert meta["progress"]["examples_seen"] == 12
+    assert meta["model"]["exc"]["theta_plus_mv"] == 0.05 and meta["model"]["exc"]["integration"] == "euler"
