@@ -98,6 +98,8 @@ def test_results_record_the_profile_the_derived_values_and_the_provenance(tmp_pa
     }
     integ = prof["derived"]["model.exc.integration"]
     assert integ["source"] == "profile" and integ["value"] == res["model"]["exc"]["integration"]
+    stab = res["train_stability"]  # the engine's record of the integration, summed over the run
+    assert stab["layers"]["exc"]["integration"] == "euler_substep" and stab["unstable_neuron_steps"] == 0
     p = res["provenance"]
     assert p["profile"] == "default" and p["engine"] == "numba" and p["cpu"]
     for key in ("spikeforge", "numpy", "numba", "torch", "git", "engine_sources_sha256"):

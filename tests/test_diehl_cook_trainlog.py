@@ -96,4 +96,9 @@ def test_stability_records_of_a_resumed_run_add_up():
     assert b == {"substep_neuron_steps": 7, "first_unstable": first}
     c = stability_so_far(b, Engine({"substep_neuron_steps": 0, "first_unstable": {**first, "example": 9}}))
     assert c["first_unstable"] == first  # the first one stays the first
+    layers = {"exc": {"substep_neuron_steps": 2, "max_substeps": 3}}
+    d = stability_so_far(
+        {"layers": layers}, Engine({"layers": {"exc": {"substep_neuron_steps": 5, "max_substeps": 2}}})
+    )
+    assert d == {"layers": {"exc": {"substep_neuron_steps": 7, "max_substeps": 3}}}
     assert stability_so_far(a, object()) == a  # an engine without a record

@@ -36,6 +36,8 @@ from .diehl_cook_trainlog import RunningAccuracy, TrainLog, log_interval, stabil
 from .scaffold import InterruptedAtBoundary, RunDir, numpy_rng, resolve_config
 
 STAGE_TRAIN, STAGE_LABEL, STAGE_TEST = 0, 1, 2
+#: how the instability warning names an example of each stage
+STAGE_NAMES = {STAGE_TRAIN: "training", STAGE_LABEL: "labelling", STAGE_TEST: "test"}
 PROGRESS_FIELDS = ("epoch", "index", "examples_seen", "train_seconds", "attempts")
 
 __all__ = ["SPEC", "DiehlCookExperimentConfig", "Experiment", "RunParams"]
@@ -201,7 +203,9 @@ class Experiment:
             if schedule and stdp.nu_decay != 1.0:
                 engine.set_rate_scale(stdp.rate_scale(epoch * self.run.train_examples + b0))
             keys = [example_key(self.run.seed, stage, epoch, i) for i in range(b0, b1)]
-            counts, attempts = engine.present(images[b0:b1], learning, keys)
+            suffix = f" of epoch {epoch}" if stage == STAGE_TRAIN else ""
+            names = [f"{STAGE_NAMES[stage]} example {i}{suffix}" for i in range(b0, b1)]
+            counts, attempts = engine.present(images[b0:b1], learning, keys, names=names)
             yield b0, b1, counts, attempts
 
     # ----------------------------------------------------------------- stages

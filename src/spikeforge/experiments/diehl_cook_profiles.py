@@ -40,16 +40,6 @@ def theta_plus_for(n_neurons: int) -> float:
     return RELEASED_THETA_PLUS_MV * math.sqrt(n_neurons / RELEASED_N)
 
 
-def _substep() -> str:
-    """``"euler_substep"`` (until the engines offer it: ``"euler"``; temporary, removed on merge)."""
-    from typing import get_args
-
-    from ..neurons.conductance_lif import ConductanceLIFParams
-
-    allowed = get_args(ConductanceLIFParams.model_fields["integration"].annotation)
-    return "euler_substep" if "euler_substep" in allowed else "euler"
-
-
 #: (dotted key, {profile: (value of N, rule in words)})
 DERIVED: dict[str, dict[str, tuple[Callable[[int], Any], str]]] = {
     "model.exc.theta_plus_mv": {
@@ -57,11 +47,11 @@ DERIVED: dict[str, dict[str, tuple[Callable[[int], Any], str]]] = {
         "released": (lambda n: RELEASED_THETA_PLUS_MV, "0.05 mV at every size (released code)"),
     },
     "model.exc.integration": {
-        "default": (lambda n: _substep(), "Euler, substeps where Euler is unstable"),
+        "default": (lambda n: "euler_substep", "Euler, substeps where Euler is unstable"),
         "released": (lambda n: "euler", "forward Euler (released code)"),
     },
     "model.inh.integration": {
-        "default": (lambda n: _substep(), "Euler, substeps where Euler is unstable"),
+        "default": (lambda n: "euler_substep", "Euler, substeps where Euler is unstable"),
         "released": (lambda n: "euler", "forward Euler (released code)"),
     },
 }

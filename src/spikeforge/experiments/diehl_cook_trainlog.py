@@ -163,15 +163,28 @@ def stability_so_far(before: dict[str, Any] | None, engine) -> dict[str, Any] | 
     if not callable(stability):
         return before
     now = _plain(dict(stability()))
-    if not before:
-        return now
+    return _add(before, now) if before else now
+
+
+def _add(before: dict[str, Any], now: dict[str, Any]) -> dict[str, Any]:
+    """Counters summed (``max_*`` the larger), sections added key by key, and the earlier of two
+    ``first_unstable`` records kept."""
     out = dict(before)
     for key, value in now.items():
-        if isinstance(value, int | float) and not isinstance(value, bool) and isinstance(before.get(key), int | float):
-            out[key] = before[key] + value
-        elif before.get(key) is None:
+        old = before.get(key)
+        if old is None:
             out[key] = value
+        elif key == "first_unstable":
+            continue
+        elif isinstance(value, dict) and isinstance(old, dict):
+            out[key] = _add(old, value)
+        elif _number(value) and _number(old):
+            out[key] = max(old, value) if key.startswith("max_") else old + value
     return out
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
 
 
 def _plain(value: Any) -> Any:
