@@ -179,6 +179,25 @@ def test_k_hand_built():
     assert ks["K_0.02"] == pytest.approx(ks["K_inferred"], rel=0.05)
 
 
+def test_inferred_threshold_follows_wang():
+    """Wang's infer_threshold fits log(w + 1e-10) of all weights, pruned zeros included, over the KCs
+    whose max/median input ratio exceeds 15."""
+    rng = np.random.default_rng(1)
+    # pruned network: per KC 5 surviving weights, bimodal themselves (0.03 or 0.3), the rest 0
+    w = np.zeros((400, 50))
+    for row in w:
+        idx = rng.choice(50, 5, replace=False)
+        row[idx] = np.where(rng.random(5) < 0.5, rng.uniform(0.025, 0.035, 5), rng.uniform(0.25, 0.35, 5))
+    thr = infer_threshold(w)
+    assert thr is not None and thr < 0.025  # the zeros are the lower mode, not the weak survivors
+    assert k_all(w)["K_inferred"] == pytest.approx(5.0)
+    # KCs with all inputs alike (max/median < 15) are left out of the fit
+    strong, weak = rng.uniform(0.2, 0.4, (200, 50)), rng.uniform(1e-4, 2e-4, (200, 50))
+    bimodal = np.where(rng.random((200, 50)) < 0.1, strong, weak)
+    flat = rng.uniform(0.01, 0.012, (600, 50))
+    assert infer_threshold(np.vstack([bimodal, flat])) == pytest.approx(infer_threshold(bimodal))
+
+
 def _reference_cycles(pre, post, p):
     """The update-cycle rule written per synapse, plainly: [T, B, n] spike arrays -> summed dw [n_post, n_pre]."""
     T, B, n_pre = pre.shape

@@ -19,7 +19,8 @@ Wang's training log with a receptor layer records the first as ``glo_score`` and
 with at least one (the fraction with none is reported as ``bad_kc``). Thresholds: ``1/N_KC``
 (vgp23), ``0.02 = 1/N_PN`` (Wang's prune threshold) and one inferred from a 2-component Gaussian
 mixture fitted to the log weights (Wang's ``infer_threshold``: where the upper mode's weighted
-density overtakes the lower one's).
+density overtakes the lower one's). With pruning, the pruned zeros form the lower mode, so the
+inferred K equals the count of unpruned weights, as in Wang's logs.
 """
 
 from __future__ import annotations
@@ -76,28 +77,39 @@ def kc_input_degree(w_pn2kc: np.ndarray, threshold: float) -> tuple[float, float
     return k, float(1.0 - good.mean())
 
 
-def infer_threshold(w: np.ndarray, iters: int = 200, seed: int = 0) -> float | None:
-    """Threshold between the two modes of a 2-component Gaussian mixture on ``log(w)`` (w > 0).
-    Returns None when the weights are not bimodal enough to define one."""
-    x = np.log(np.asarray(w, dtype=np.float64).ravel())
-    x = x[np.isfinite(x)]
+def infer_threshold(w: np.ndarray, iters: int = 200, seed: int = 0, max_samples: int = 100_000) -> float | None:
+    """Wang's ``analysis_weight.infer_threshold`` on the PN->KC weights ``w`` [n_kc, n_pn]: keep the
+    KCs whose strongest input is over 15x their median one (all KCs if none is), take
+    ``log(w + 1e-10)`` of their weights (pruned zeros included; at most ``max_samples`` of them,
+    drawn with ``seed``), fit a 2-component Gaussian mixture (EM from means -5 and 0) and return the
+    first point of a 1,000-point grid over the data's range where the upper mode's weighted density
+    exceeds the lower one's. None where there is no such point (Wang falls back to 0.1 there)."""
+    w = np.abs(np.asarray(w, dtype=np.float64))
+    if w.ndim == 2:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            selected = w.max(1) / np.median(w, axis=1) > 15  # 0/0 (a silent KC) is not selected
+        if selected.any():
+            w = w[selected]
+    x = np.log(w.ravel() + 1e-10)
+    if x.size > max_samples:
+        x = np.random.default_rng(seed).choice(x, size=max_samples)
     if x.size < 10 or x.std() == 0:
         return None
-    mu = np.quantile(x, [0.25, 0.9])
-    sd = np.full(2, x.std())
-    pi = np.array([0.5, 0.5])
+    mu, var, pi = np.array([-5.0, 0.0]), np.full(2, x.var()), np.array([0.5, 0.5])
+
+    def weighted_pdf(t: np.ndarray) -> np.ndarray:
+        return pi / np.sqrt(2 * np.pi * var) * np.exp(-0.5 * (t[:, None] - mu) ** 2 / var)
+
     for _ in range(iters):
-        dens = pi / (sd * np.sqrt(2 * np.pi)) * np.exp(-0.5 * ((x[:, None] - mu) / sd) ** 2)
+        dens = weighted_pdf(x)
         resp = dens / np.maximum(dens.sum(1, keepdims=True), 1e-300)
         nk = resp.sum(0) + 1e-12
-        pi = nk / x.size
-        mu = (resp * x[:, None]).sum(0) / nk
-        sd = np.sqrt((resp * (x[:, None] - mu) ** 2).sum(0) / nk) + 1e-6
+        pi, mu = nk / x.size, (resp * x[:, None]).sum(0) / nk
+        var = (resp * (x[:, None] - mu) ** 2).sum(0) / nk + 1e-6  # sklearn's reg_covar
     lo, hi = np.argsort(mu)
-    grid = np.linspace(mu[lo], mu[hi], 2001)
-    d_lo = pi[lo] / sd[lo] * np.exp(-0.5 * ((grid - mu[lo]) / sd[lo]) ** 2)
-    d_hi = pi[hi] / sd[hi] * np.exp(-0.5 * ((grid - mu[hi]) / sd[hi]) ** 2)
-    above = np.nonzero(d_hi > d_lo)[0]
+    grid = np.linspace(x.min(), x.max(), 1000)
+    d = weighted_pdf(grid)
+    above = np.nonzero(d[:, hi] > d[:, lo])[0]
     if above.size == 0 or mu[hi] - mu[lo] < 1e-3:
         return None
     return float(np.exp(grid[above[0]]))
@@ -110,7 +122,7 @@ def k_all(w_pn2kc: np.ndarray) -> dict[str, float | None]:
     out: dict[str, float | None] = {}
     out["K_1_over_nkc"], out["bad_kc_1_over_nkc"] = kc_input_degree(w, 1.0 / n_kc)
     out["K_0.02"], out["bad_kc_0.02"] = kc_input_degree(w, 0.02)
-    thr = infer_threshold(w[w > 0])
+    thr = infer_threshold(w)
     out["K_inferred_threshold"] = thr
     out["K_inferred"] = kc_input_degree(w, thr)[0] if thr is not None else None
     return out
