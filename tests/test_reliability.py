@@ -267,7 +267,9 @@ def test_run_prints_what_to_expect_and_the_files(tmp_path, capsys, monkeypatch):
     from spikeforge.experiments.diehl_cook_config import SPEC
 
     default = SPEC.default_config()
-    assert "about 64 %" in expectation(default.run, default.model.network.n_neurons)
+    assert "about 30 %" in expectation(default.run, default.model.network.n_neurons)
+    released = default.run.replace(profile="released")
+    assert "about 64 %" in expectation(released, default.model.network.n_neurons)
 
 
 def test_weights_are_bit_identical_after_a_resumed_copy(run_dir, trained):

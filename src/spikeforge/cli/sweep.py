@@ -7,31 +7,9 @@ import tempfile
 from pathlib import Path
 
 from ..config import ConfigError
-from .argtypes import positive_int
+from .argtypes import positive_int, seed_set
 
 _DEFAULT_ROOT = "runs/sweeps"
-
-
-def _seeds(text: str) -> list[int]:
-    """``0,1,2`` or ``0-4`` or a mix (``0-2,7``)."""
-    out: list[int] = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            if "-" in part:
-                a, b = (int(x) for x in part.split("-", 1))
-                if b < a:
-                    raise ValueError
-                out.extend(range(a, b + 1))
-            else:
-                out.append(int(part))
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"seeds must look like 0,1,2 or 0-4 (got {text!r})") from None
-    if not out or min(out) < 0:
-        raise argparse.ArgumentTypeError(f"seeds must be non-negative integers (got {text!r})")
-    return sorted(set(out))
 
 
 def _storage_args(p: argparse.ArgumentParser) -> None:
@@ -76,7 +54,7 @@ def add_parser(sub) -> None:
         e.add_argument("--jobs", type=positive_int, default=1, help="worker processes on this machine (default: 1)")
         e.add_argument(
             "--seeds",
-            type=_seeds,
+            type=seed_set,
             help="run every configuration with each seed, e.g. 0,1,2 or 0-4 (default: the experiment's seed)",
         )
         e.add_argument("--sampler-seed", type=int, help="seed of the random/TPE sampler (default: none)")

@@ -29,22 +29,16 @@ import numpy as np
 from .. import __version__
 from ..config import ConfigError
 from ..engines import example_key, make_engine
-from ..evaluation.labels import ClassResponses, accuracy, assign_labels, confusion_matrix, vote
+from ..evaluation.labels import ClassResponses, accuracy, confusion_matrix, vote
 from ..models.diehl_cook import DiehlCookConfig, DiehlCookState, init_state
 from .diehl_cook_config import SPEC, DiehlCookExperimentConfig, RunParams, check_memory
+from .diehl_cook_trainlog import RunningAccuracy, TrainLog, log_interval, stability_so_far
 from .scaffold import InterruptedAtBoundary, RunDir, numpy_rng, resolve_config
 
 STAGE_TRAIN, STAGE_LABEL, STAGE_TEST = 0, 1, 2
+#: how the instability warning names an example of each stage
+STAGE_NAMES = {STAGE_TRAIN: "training", STAGE_LABEL: "labelling", STAGE_TEST: "test"}
 PROGRESS_FIELDS = ("epoch", "index", "examples_seen", "train_seconds", "attempts")
-#: results of the test stage: stale once labels are assigned again
-TEST_FIELDS = (
-    "accuracy",
-    "test_examples",
-    "test_seconds",
-    "test_mean_attempts",
-    "confusion_matrix",
-    "mean_test_spikes",
-)
 
 __all__ = ["SPEC", "DiehlCookExperimentConfig", "Experiment", "RunParams"]
 
@@ -209,7 +203,9 @@ class Experiment:
             if schedule and stdp.nu_decay != 1.0:
                 engine.set_rate_scale(stdp.rate_scale(epoch * self.run.train_examples + b0))
             keys = [example_key(self.run.seed, stage, epoch, i) for i in range(b0, b1)]
-            counts, attempts = engine.present(images[b0:b1], learning, keys)
+            suffix = f" of epoch {epoch}" if stage == STAGE_TRAIN else ""
+            names = [f"{STAGE_NAMES[stage]} example {i}{suffix}" for i in range(b0, b1)]
+            counts, attempts = engine.present(images[b0:b1], learning, keys, names=names)
             yield b0, b1, counts, attempts
 
     # ----------------------------------------------------------------- stages
@@ -235,21 +231,24 @@ class Experiment:
             self._log(f"training already complete ({progress['examples_seen']} examples seen)")
             return progress
         images, labels = self._data("train", run.train_examples)
-        window = min(run.running_window, max(run.train_examples, 10))
-        recent_counts = np.zeros((window, self.model.network.n_neurons), np.int64)
-        recent_labels = np.full(window, -1, np.int64)
-        running_acc: float | None = None
-        previous_assign: np.ndarray | None = None
-        filled = 0
+        running = RunningAccuracy(min(run.running_window, max(run.train_examples, 10)), self.model.network.n_neurons)
         since_ckpt = 0
         t_start = time.perf_counter()
         seconds_before = progress["train_seconds"]
+        intro = f"{'resumed' if done else 'started'}: N = {self.model.network.n_neurons}, profile {run.profile}, "
+        intro += f"engine {engine.name}, {total} examples"
+        log = TrainLog(self.out, log_interval(run.log_every, total), progress["examples_seen"], intro)
+
+        stability_before = progress.get("stability")
 
         def save() -> None:
             progress["train_seconds"] = seconds_before + time.perf_counter() - t_start
+            stability = stability_so_far(stability_before, engine)
+            if stability is not None:
+                progress["stability"] = stability
             self._save(engine, progress)
 
-        with self.rd.interrupts() as stop, self.rd.progress(total, initial=done, desc="train") as bar:
+        with log, self.rd.interrupts() as stop, self.rd.progress(total, initial=done, desc="train") as bar:
             try:
                 for epoch in range(progress["epoch"], run.epochs):
                     start = progress["index"] if epoch == progress["epoch"] else 0
@@ -257,24 +256,20 @@ class Experiment:
                         engine, images, True, STAGE_TRAIN, epoch, start, run.train_examples, schedule=True
                     ):
                         for k, i in enumerate(range(b0, b1)):
-                            recent_counts[filled % window], recent_labels[filled % window] = counts[k], labels[i]
-                            filled += 1
-                            if filled % window == 0:
-                                # running accuracy as in the original: labels assigned on the previous
-                                # window of training responses, scored on this one
-                                if previous_assign is not None:
-                                    running_acc = accuracy(recent_labels, vote(recent_counts, previous_assign, 10))
-                                previous_assign = assign_labels(recent_counts, recent_labels, 10)
+                            running.add(counts[k], labels[i])
                         progress.update(
                             epoch=epoch,
                             index=b1,
                             examples_seen=progress["examples_seen"] + (b1 - b0),
                             attempts=progress["attempts"] + int(attempts.sum()),
                         )
+                        log.add(counts, attempts)
+                        if log.due(progress["examples_seen"]):
+                            log.write(progress, running.value, engine)
                         since_ckpt += b1 - b0
                         bar.update(b1 - b0)
-                        if running_acc is not None:
-                            bar.set_postfix(acc=f"{running_acc:.3f}", refresh=False)
+                        if running.value is not None:
+                            bar.set_postfix(acc=f"{running.value:.3f}", refresh=False)
                         if since_ckpt >= run.checkpoint_every:
                             save()
                             since_ckpt = 0
@@ -284,7 +279,7 @@ class Experiment:
                 save()
                 raise
         save()
-        progress["running_accuracy"] = running_acc
+        progress["running_accuracy"] = running.value
         return progress
 
     def _responses(self, split: str, n: int, stage: int, consume) -> tuple[np.ndarray, float, float]:
@@ -379,53 +374,16 @@ class Experiment:
         return self.out / "results.json"
 
     def write_results(self, update: dict[str, Any]) -> dict[str, Any]:
-        """Merge ``update`` into results.json with the training record and provenance. Labels
-        assigned anew make the old test results stale: they are removed until ``test`` runs."""
-        results = self.rd.read_results()
-        if "label_examples" in update and "accuracy" not in update:
-            for k in TEST_FIELDS:
-                results.pop(k, None)
-            results["test"] = f"not run since labels were assigned: run `spikeforge diehl-cook test --out {self.out}`"
-        elif "accuracy" in update:
-            results.pop("test", None)
-        results.update(update)
-        _, _, meta = self.load()
-        prog = meta["progress"]
-        results.update(
-            {
-                "neurons": self.model.network.n_neurons,
-                "train_examples_seen": prog["examples_seen"],
-                "train_seconds": prog["train_seconds"],
-                "train_examples_per_second": prog["examples_seen"] / prog["train_seconds"]
-                if prog["train_seconds"]
-                else None,
-                "train_mean_attempts": prog["attempts"] / prog["examples_seen"] if prog["examples_seen"] else None,
-                "engine": self.run.engine,
-                "seed": self.run.seed,
-                "version": __version__,
-                "run": self.run.to_dict(),
-                "model": self.model.to_dict(),
-            }
-        )
-        return self.rd.write_results(results, engine=self.run.engine)
+        """Merge ``update`` into results.json with the training record, the profile and provenance
+        (:func:`.diehl_cook_results.write_results`)."""
+        from .diehl_cook_results import write_results
+
+        return write_results(self, update)
 
     def plot(self) -> list[str]:
-        from ..plotting.figures import plot_confusion, plot_histogram, plot_weight_grid
+        from .diehl_cook_results import plot
 
-        state, _, _ = self.load()
-        paths = [
-            plot_weight_grid(state.weights, self.out / "weights.png"),
-            plot_histogram(
-                state.theta,
-                self.out / "theta.png",
-                xlabel="theta (mV)",
-                title=f"adaptive thresholds, N = {state.theta.size}",
-            ),
-        ]
-        res = self.rd.read_results()
-        if "confusion_matrix" in res:
-            paths.append(plot_confusion(np.array(res["confusion_matrix"]), self.out / "confusion.png"))
-        return [str(p) for p in paths]
+        return plot(self)
 
     def run_all(self, plot: bool = True) -> dict[str, Any]:
         prog = self.train()
@@ -434,6 +392,8 @@ class Experiment:
         info["running_accuracy"] = prog.get("running_accuracy")
         results = self.write_results(info)
         if plot:
+            from .diehl_cook_results import save
+
             results["figures"] = self.plot()
-            results = self.rd.write_results(results, engine=self.run.engine)
+            results = save(self, results)
         return results

@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from ..config import ConfigError, Params
 from ..models.diehl_cook import DiehlCookConfig
+from .diehl_cook_profiles import fill_profile
 from .scaffold import ExperimentSpec, Flag, nonneg_int, positive_int, total_memory_bytes
 
 
@@ -20,11 +21,19 @@ class RunParams(Params):
     label_examples: int = Field(3000, ge=1, le=60000)
     test_examples: int = Field(1000, ge=1, le=10000)
     seed: int = Field(0, ge=0)
+    profile: Literal["default", "released"] = Field(
+        "default",
+        description="default: size-adaptive theta+ and stable Euler substeps; released: the released code exactly "
+        "(experiments/diehl_cook_profiles.py)",
+    )
     engine: Literal["numba", "torch"] = "numba"
     device: str | None = None
     batch_size: int = Field(1, ge=1)
     checkpoint_every: int = Field(2000, ge=1)
     running_window: int = Field(1000, ge=10)
+    log_every: int = Field(
+        1000, ge=1, description="examples between train.log lines (at most a tenth of a shorter run)"
+    )
     data_dir: str | None = None
     record_examples: int = Field(
         0, ge=0, le=1000, description="record the spikes of this many test examples (compiled engine)"
@@ -36,6 +45,12 @@ class DiehlCookExperimentConfig(Params):
 
     run: RunParams = Field(default_factory=RunParams)
     model: DiehlCookConfig = Field(default_factory=DiehlCookConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _profile(cls, data: Any) -> Any:
+        """The profile's values for the size-dependent model keys the config does not set."""
+        return fill_profile(data)
 
     @model_validator(mode="after")
     def _check(self) -> DiehlCookExperimentConfig:
@@ -98,6 +113,7 @@ SPEC = ExperimentSpec(
         "run.record_examples",
         "run.checkpoint_every",
         "run.running_window",
+        "run.log_every",
         "run.device",
     ),
     legacy=_legacy,
@@ -113,6 +129,13 @@ FLAGS = (
     Flag("--epochs", "run.epochs", positive_int, "passes over the training examples; raising it continues a run"),
     Flag("--label-examples", "run.label_examples", positive_int, "training examples used to assign labels"),
     Flag("--test-examples", "run.test_examples", positive_int, "test images to classify"),
+    Flag(
+        "--profile",
+        "run.profile",
+        str,
+        "default: size-adaptive theta+ and stable integration; released: the released code's exact settings",
+        choices=("default", "released"),
+    ),
     Flag("--data-dir", "run.data_dir", str, "MNIST IDX directory (unset: $SPIKEFORGE_DATA, else the embedded subset)"),
     Flag(
         "--engine",

@@ -41,7 +41,7 @@ class SweepSettings:
     quiet: bool = False
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+def die_with_parent() -> None:  # pragma: no cover - runs in the child
     """Linux: the experiment process is killed when its worker dies, so a killed worker leaves no
     orphan holding the run directory."""
     try:
@@ -87,7 +87,7 @@ def _run_one(s: SweepSettings, trial, cmd: list[str], run_dir: Path, prune: bool
     with log:
         log.write(("$ " + " ".join(cmd) + "\n").encode())
         log.flush()
-        preexec = _die_with_parent if sys.platform.startswith("linux") else None
+        preexec = die_with_parent if sys.platform.startswith("linux") else None
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec)
         try:
             while proc.poll() is None:

@@ -231,11 +231,14 @@ class RunDir:
 
             tqdm.write(msg)
 
-    def write_results(self, results: dict[str, Any], engine: str | None = None) -> dict[str, Any]:
-        """Write ``results.json`` with the run's config and provenance; returns what was written."""
+    def write_results(
+        self, results: dict[str, Any], engine: str | None = None, provenance_extra: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Write ``results.json`` with the run's config and provenance (plus the experiment's own
+        ``provenance_extra`` entries); returns what was written."""
         results = dict(results)
         results["config"] = self.cfg.to_dict() if self.cfg is not None else results.get("config")
-        results["provenance"] = provenance(engine)
+        results["provenance"] = provenance(engine) | (provenance_extra or {})
         self.record()
         atomic_write_json(self.path / "results.json", results)
         return results
