@@ -1,15 +1,23 @@
-"""spikeforge's compiled engine: seconds per example and peak memory against network size.
+"""spikeforge's compiled engine: time per example over real training, and peak memory, against size.
 
-    python benchmarks/scaling.py [--sizes 100 400 1600 6400] [--examples 40] [--repeats 1]
+    python benchmarks/scaling.py [--sizes 100 400 1600 6400] [--examples 2000] [--block 500]
+                                 [--infer-examples 200] [--repeats 1] [--integration euler_substep]
 
 For every size N (excitatory = inhibitory neurons) a fresh Python process (so that memory figures
-do not mix) builds the original Diehl & Cook network (``DiehlCookConfig`` defaults: dt 0.5 ms,
-350 ms input + 150 ms rest, delays U[0, 10) ms, triplet STDP, retry rule on), presents one warm-up
-example with learning and one without (they include numba's compilation or cache load and are
-reported separately), then times
+do not mix) builds the Diehl & Cook network (``DiehlCookConfig`` defaults: dt 0.5 ms, 350 ms input +
+150 ms rest, delays U[0, 10) ms, triplet STDP, retry rule on, the default integration
+``euler_substep`` unless ``--integration`` says otherwise), presents one warm-up example with
+learning and one without (they include numba's compilation or cache load and are reported
+separately), then times
 
-- ``--examples`` training examples (STDP on, theta adapting; MNIST train images 1..K), one by one;
-- ``--examples`` inference examples (STDP off, theta frozen; images K+1..2K) with the trained state.
+- ``--examples`` consecutive training examples (STDP on, theta adapting; MNIST train images 1..K),
+  one by one, reported per block of ``--block`` examples: median, 10th and 90th percentile of the
+  wall and CPU (``process_time``) time per example, spikes per presentation, attempts per example,
+  mean theta at the block's end and the integration counters (``engine.stability()``: neuron-steps
+  split into Euler substeps, unstable Euler steps). Speed measured over the first few examples only
+  hides what training does later (issue 10: N = 1600 and 6400 locked into refractory-limited firing
+  after a few hundred examples under forward Euler);
+- ``--infer-examples`` inference examples (STDP off, theta frozen; the images after them).
 
 Memory: the process's resident-set high-water mark (``VmHWM`` from /proc/self/status, which starts
 afresh at exec; ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` elsewhere) at the end, and the resident
@@ -60,7 +68,9 @@ def default_mnist() -> Path:
     return REPO.parent / "shared" / "data" / "mnist"
 
 
-def worker(n: int, examples: int, mnist: Path, seed: int) -> dict:
+def worker(
+    n: int, examples: int, mnist: Path, seed: int, block: int, infer_examples: int, integration: str, bound
+) -> dict:
     """One size, in this (fresh) process."""
     t_imp = time.perf_counter()
     import numpy as np
@@ -74,8 +84,9 @@ def worker(n: int, examples: int, mnist: Path, seed: int) -> dict:
     sys.path.insert(0, str(HERE))
     from speed_vs_brian2 import load_images  # same loader as the Brian2 comparison
 
-    images = load_images(mnist, 2 * examples + 2)
-    cfg = DiehlCookConfig.from_dict({"network": {"n_neurons": n}})
+    images = load_images(mnist, examples + infer_examples + 2)
+    layer = {"integration": integration} | ({} if bound is None else {"euler_factor_bound": bound})
+    cfg = DiehlCookConfig.from_dict({"network": {"n_neurons": n}, "exc": layer, "inh": layer})
     state = init_state(cfg, np.random.default_rng(seed))
     load_before = os.getloadavg()
 
@@ -89,30 +100,58 @@ def worker(n: int, examples: int, mnist: Path, seed: int) -> dict:
     eng.present(images[-1:], learning=False, keys=[example_key(seed, 2, 0, 0)])
     warm_infer = time.perf_counter() - t0
 
-    def timed(first, learning, stage):
-        per, cpu, att, spk = [], [], [], []
-        for k in range(first, first + examples):
+    def timed(first, count, learning, stage):
+        per, cpu, att, spk, blocks = [], [], [], [], []
+        for k in range(first, first + count):
             t0, p0 = time.perf_counter(), time.process_time()
             c, a = eng.present(images[k : k + 1], learning=learning, keys=[example_key(seed, stage, 0, k)])
             per.append(time.perf_counter() - t0)
             cpu.append(time.process_time() - p0)
             att.append(int(a[0]))
             spk.append(int(c.sum()))
+            if learning and (len(per) % block == 0 or len(per) == count):
+                blocks.append(block_row(per, cpu, att, spk, len(per) - (len(per) - 1) % block - 1))
+                print(json.dumps({"block": blocks[-1]}), file=sys.stderr, flush=True)
         return {
-            "seconds_per_example": sum(per) / examples,
+            "seconds_per_example": sum(per) / count,
             "median_seconds_per_example": statistics.median(per),
-            "cpu_seconds_per_example": sum(cpu) / examples,
+            "cpu_seconds_per_example": sum(cpu) / count,
+            "median_cpu_seconds_per_example": statistics.median(cpu),
             "seconds_per_presentation": sum(per) / sum(att),
-            "mean_attempts": sum(att) / examples,
-            "mean_exc_spikes_per_example": sum(spk) / examples,
-            "per_example_s": per,
+            "mean_attempts": sum(att) / count,
+            "mean_exc_spikes_per_example": sum(spk) / count,
+            "blocks": blocks,
         }
 
-    train = timed(1, True, 0)
-    infer = timed(1 + examples, False, 2)
+    def block_row(per, cpu, att, spk, start):
+        sl = slice(start, len(per))
+        q = statistics.quantiles
+        return {
+            "examples": [start + 1, len(per)],
+            "wall_ms_median": 1e3 * statistics.median(per[sl]),
+            "wall_ms_p10_p90": [1e3 * x for x in q(per[sl], n=10)[::8]] if len(per[sl]) > 1 else None,
+            "cpu_ms_median": 1e3 * statistics.median(cpu[sl]),
+            "cpu_ms_mean": 1e3 * statistics.fmean(cpu[sl]),
+            "cpu_ms_p10_p90": [1e3 * x for x in q(cpu[sl], n=10)[::8]] if len(cpu[sl]) > 1 else None,
+            "spikes_per_presentation": sum(spk[sl]) / sum(att[sl]),
+            "max_spikes_per_presentation": max(spk[sl]),
+            "attempts_per_example": sum(att[sl]) / len(att[sl]),
+            "mean_theta_mv": float(eng.theta.mean()),
+            "max_theta_mv": float(eng.theta.max()),
+            "substep_neuron_steps": eng.stability()["substep_neuron_steps"],
+            "unstable_neuron_steps": eng.stability()["unstable_neuron_steps"],
+            "load_avg": os.getloadavg()[0],
+        }
+
+    train = timed(1, examples, True, 0)
+    infer = timed(1 + examples, infer_examples, False, 2)
     return {
         "n_neurons": n,
         "examples": examples,
+        "infer_examples": infer_examples,
+        "integration": integration,
+        "euler_factor_bound": cfg.exc.euler_factor_bound,
+        "stability": eng.stability(),
         "import_s": t_imp,
         "engine_build_s": t_engine,
         "warmup_train_s": warm_train,
@@ -129,11 +168,38 @@ def worker(n: int, examples: int, mnist: Path, seed: int) -> dict:
     }
 
 
+def print_blocks(res: dict) -> None:
+    """One line per block of training examples: the spread of the time per example over training."""
+    print(
+        f"    {'examples':>11s} {'wall ms med':>11s} {'cpu ms med':>10s} {'cpu p10-p90':>13s} "
+        f"{'spk/pres':>8s} {'max spk':>7s} {'att/ex':>6s} {'theta mV':>8s} {'substeps':>8s} {'unstable':>8s} "
+        f"{'load':>5s}"
+    )
+    for b in res["train"]["blocks"]:
+        p10, p90 = b["cpu_ms_p10_p90"] or (float("nan"), float("nan"))
+        print(
+            f"    {b['examples'][0]:5d}-{b['examples'][1]:<5d} {b['wall_ms_median']:11.2f} {b['cpu_ms_median']:10.2f} "
+            f"{p10:6.2f}-{p90:<6.2f} {b['spikes_per_presentation']:8.1f} {b['max_spikes_per_presentation']:7d} "
+            f"{b['attempts_per_example']:6.2f} {b['mean_theta_mv']:8.3f} {b['substep_neuron_steps']:8d} "
+            f"{b['unstable_neuron_steps']:8d} {b['load_avg']:5.1f}",
+            flush=True,
+        )
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[100, 400, 1600, 6400])
-    ap.add_argument("--examples", type=int, default=40, help="timed training (and inference) examples per size")
+    ap.add_argument("--examples", type=int, default=2000, help="timed consecutive training examples per size")
+    ap.add_argument("--block", type=int, default=500, help="training examples per reported block")
+    ap.add_argument("--infer-examples", type=int, default=200, help="timed inference examples per size")
+    ap.add_argument(
+        "--integration",
+        choices=("euler_substep", "euler", "exponential"),
+        default="euler_substep",
+        help="membrane integration of both layers (euler: the released code's, which locks at 1600/6400)",
+    )
     ap.add_argument("--repeats", type=int, default=1, help="fresh processes per size; medians are reported")
+    ap.add_argument("--substep-bound", type=float, default=None, help="euler_factor_bound (default: the model's)")
     ap.add_argument("--mnist", type=Path, default=default_mnist())
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=OUT / "scaling.json")
@@ -141,7 +207,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     if args.worker is not None:
-        print(json.dumps(worker(args.worker, args.examples, args.mnist, args.seed)))
+        a = args
+        res = worker(a.worker, a.examples, a.mnist, a.seed, a.block, a.infer_examples, a.integration, a.substep_bound)
+        print(json.dumps(res))
         return 0
 
     OUT.mkdir(parents=True, exist_ok=True)
@@ -169,15 +237,21 @@ def main(argv=None):
                 str(n),
                 "--examples",
                 str(args.examples),
+                "--block",
+                str(args.block),
+                "--infer-examples",
+                str(args.infer_examples),
+                "--integration",
+                args.integration,
+                *(["--substep-bound", str(args.substep_bound)] if args.substep_bound is not None else []),
                 "--mnist",
                 str(args.mnist),
                 "--seed",
                 str(args.seed),
             ]
-            r = subprocess.run(cmd, capture_output=True, text=True)
+            r = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)  # its stderr (block lines) passes through
             if r.returncode != 0:
-                sys.stderr.write(r.stderr[-4000:])
-                raise RuntimeError(f"worker for N={n} failed")
+                raise RuntimeError(f"worker for N={n} failed (its error is above)")
             res = json.loads(r.stdout.strip().splitlines()[-1])
             results.setdefault(n, []).append(res)
             print(
@@ -186,6 +260,7 @@ def main(argv=None):
                 f"peak RSS {res['peak_rss_mb']:.0f} MB",
                 flush=True,
             )
+            print_blocks(res)
 
     def m(rs, part, key):
         return statistics.median(r[part][key] for r in rs)
@@ -223,6 +298,8 @@ def main(argv=None):
         "examples": args.examples,
         "repeats": args.repeats,
         "seed": args.seed,
+        "block": args.block,
+        "integration": args.integration,
         "settings": "DiehlCookConfig defaults (dt 0.5 ms, 350+150 ms, delays 0-10 ms, triplet STDP, retry rule on)",
         "table": rows,
         "runs": {str(k): v for k, v in results.items()},

@@ -28,9 +28,8 @@ import torch
 from spikeforge.data.events import EventSet
 from spikeforge.evaluation.spike_losses import spike_count_mse
 from spikeforge.experiments.tha import DVS_GESTURE_TASK, FMNIST_TASK, SHD_TASK
-from spikeforge.experiments.tha.training import make_optimizer
+from spikeforge.experiments.tha.training import make_optimizer, update
 from spikeforge.plasticity.threshold_annealing import ThresholdAnnealing
-from spikeforge.synapses.binarized import clamp_binary_weights_
 
 #: training examples of each data set (reference tha_and_libs.md §1.4; DVS: snnTorch's count)
 TRAIN_SIZE = {"fmnist": 60000, "dvs-gesture": 1176, "shd": 8156}
@@ -82,13 +81,7 @@ def measure(name: str, task, args) -> dict:
         t0 = time.perf_counter()
         s, _ = net(x)
         loss = spike_count_mse(s, y, cfg.train.correct_rate, cfg.train.incorrect_rate)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.train.grad_clip:
-            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.train.grad_clip)
-        opt.step()
-        if cfg.train.weight_clip:
-            clamp_binary_weights_(net, every=True)
+        update(cfg.train, net, opt, loss)
         annealer.step()
         if i:
             times.append(time.perf_counter() - t0)

@@ -89,6 +89,28 @@ def test_published_defaults_per_dataset(tmp_path, capsys):
     assert s["anneal"]["theta_final"] == pytest.approx([13.504 + 31.767, 11.20 + 39.92])
 
 
+def test_shd_in_two_processes_trains_what_one_process_trains(tmp_path):
+    """Data parallel (``--nproc-per-node 2``, gloo): each rank bins and trains half of every batch,
+    with its rows of the whole batch's dropout masks; float64, so no membrane rounds differently."""
+    from test_tha_distributed import _cli
+
+    from spikeforge.experiments.tha import load_tensors
+
+    data = write_shd(tmp_path / "data")
+    same = ["--set", 'run.dtype="float64"', "--set", "model.thresholds=[1.0, 1.0]", "--set", "model.dropout1=0.3"]
+    assert _run("shd", data, tmp_path / "one", *same) == 0
+    args = ["tha", "shd", "--data-dir", str(data), "--out", str(tmp_path / "two"), "--epochs", "1", "--quiet"]
+    r = _cli(*args, *TINY["shd"], *same, "--nproc-per-node", "2")
+    assert r.returncode == 0, r.stderr[-3000:]
+    a, meta_a = load_tensors(tmp_path / "one" / "trial0" / "last")
+    b, meta_b = load_tensors(tmp_path / "two" / "trial0" / "last")
+    assert meta_a["state"]["global_step"] == meta_b["state"]["global_step"] == 2
+    for k, v in a.items():
+        if k.startswith("model.") and v.is_floating_point():
+            torch.testing.assert_close(b[k], v, rtol=1e-9, atol=1e-12, msg=k)
+    assert meta_b["state"]["hist"]["loss"] == pytest.approx(meta_a["state"]["hist"]["loss"], rel=1e-9)
+
+
 # ------------------------------------------------------------------ frames
 def test_dvs_frame_matches_hand_binned_events(tmp_path):
     folder = tmp_path / "ibmGestureTrain" / "user01_led"
@@ -197,7 +219,11 @@ def test_dvs_files_of_the_wrong_shape(tmp_path):
     np.save(folder / "2.npy", bad)
     source, labels = read_dvs_gesture(tmp_path, "train")
     with pytest.raises(DataError, match="x, y in 0-127"):
-        EventSet(source, labels, (2, 32, 32), 3, 5000).frames()
+        EventSet(source, labels, (2, 32, 32), 20, 5000).frames()  # 100 ms: the whole recording
+    bad[3, 0], bad[5, 3] = 7, bad[1, 3]  # an event earlier than the one before it
+    np.save(folder / "2.npy", bad)
+    with pytest.raises(DataError, match="must be in time order"):
+        EventSet(source, labels, (2, 32, 32), 20, 5000).frames()
 
 
 def test_frames_that_do_not_fit_the_network_are_refused(tmp_path, capsys):

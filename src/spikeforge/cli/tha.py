@@ -4,6 +4,7 @@ binarized SNN experiments."""
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 from ..experiments.scaffold import add_arguments, check_device, positive_int, resolve_args, start
@@ -17,23 +18,21 @@ from ..experiments.tha.dataset_config import (
     SHD_SPEC,
 )
 
-#: sub-command -> (task name in experiments.tha.datasets, spec, flags, what it trains, its data files)
+#: sub-command -> (spec, flags, what it trains, its data files)
 DATASET_COMMANDS = {
     "fmnist": (
-        "FMNIST_TASK",
         FMNIST_SPEC,
         FMNIST_FLAGS,
         "the snn-tha MNIST conv SNN on Fashion-MNIST",
         "the four IDX files",
     ),
     "dvs-gesture": (
-        "DVS_GESTURE_TASK",
         DVS_GESTURE_SPEC,
         DVS_GESTURE_FLAGS,
         "the snn-tha conv SNN on DVS128 Gesture event frames",
         "tonic's DVSGesture/ibmGestureTrain|ibmGestureTest/userNN_*/LABEL.npy files",
     ),
-    "shd": ("SHD_TASK", SHD_SPEC, SHD_FLAGS, "the snn-tha 700-3000-20 SNN on SHD", "shd_train.h5 and shd_test.h5"),
+    "shd": (SHD_SPEC, SHD_FLAGS, "the snn-tha 700-3000-20 SNN on SHD", "shd_train.h5 and shd_test.h5"),
 }
 
 
@@ -52,18 +51,10 @@ def add_parser(subparsers) -> None:
         "and resumes where it stopped (Ctrl-C saves at the next iteration).",
     )
     add_arguments(m, MNIST_SPEC, MNIST_FLAGS, device=True)
-    m.add_argument(
-        "--nproc-per-node",
-        type=positive_int,
-        metavar="P",
-        help="train data-parallel (DistributedDataParallel) in P processes on this machine, each on "
-        "batch_size / P examples of every batch, through torchrun's launcher; for several machines run "
-        "`torchrun --nnodes N --nproc-per-node P ... -m spikeforge.cli.main tha mnist ...` instead "
-        "(default: one process)",
-    )
+    _add_nproc(m, "mnist")
     m.set_defaults(func=_mnist)
 
-    for name, (task, spec, flags, what, files) in DATASET_COMMANDS.items():
+    for name, (spec, flags, what, files) in DATASET_COMMANDS.items():
         d = sub.add_parser(
             name,
             help=f"train {what} (binarized/full precision, annealing on/off)",
@@ -71,7 +62,8 @@ def add_parser(subparsers) -> None:
             f"read from --data-dir ({files}); checkpoints every few iterations and resumes where it stopped.",
         )
         add_arguments(d, spec, flags, device=True)
-        d.set_defaults(func=lambda a, task=task, flags=flags: _dataset(a, task, flags))
+        _add_nproc(d, name)
+        d.set_defaults(func=partial(_dataset, command=name))  # picklable: the launcher sends args to its workers
 
     s = sub.add_parser(
         "spike-timing",
@@ -97,6 +89,18 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
 
+def _add_nproc(p, command: str) -> None:
+    p.add_argument(
+        "--nproc-per-node",
+        type=positive_int,
+        metavar="P",
+        help="train data-parallel (DistributedDataParallel) in P processes on this machine, each on "
+        "batch_size / P examples of every batch, through torchrun's launcher; for several machines run "
+        f"`torchrun --nnodes N --nproc-per-node P ... -m spikeforge.cli.main tha {command} ...` instead "
+        "(default: one process)",
+    )
+
+
 def _evaluate(args) -> int:
     from ..experiments.tha.tasks import evaluate_checkpoint
 
@@ -106,20 +110,46 @@ def _evaluate(args) -> int:
     return 0
 
 
-def _dataset(args, task_name: str, flags) -> int:
-    from ..experiments.tha import datasets
-    from ..experiments.tha.training import train_in
+def _dataset(args, command: str) -> int:
+    """``tha fmnist`` / ``dvs-gesture`` / ``shd``: one process, or data-parallel as ``tha mnist``."""
+    from ..experiments.scaffold import parallel
+    from ..experiments.tha import distributed
+    from ..experiments.tha.tasks import train_task
 
-    task = getattr(datasets, task_name)
     if args.init_from:
         args.init_from = str(Path(args.init_from).resolve())
-    rd = start(task.spec, args, flags)
+    spec = DATASET_COMMANDS[command][0]
+    # partials of module-level functions: the launcher pickles the job for its workers
+    job = parallel.Job(
+        start=partial(_start_dataset, command),
+        train=partial(train_task, spec.name),
+        report=_report_mnist,
+        schema=spec.schema,
+        batch_key="train.batch_size",
+        hooks=distributed.DataParallel,
+        preflight=partial(_preflight_dataset, command),
+    )
+    if parallel.in_worker():
+        return parallel.run_worker(args, job)
+    if args.nproc_per_node is not None and not args.show_config:
+        return parallel.launch(args, args.nproc_per_node, job)
+    rd = job.start(args)
     if rd is None:
         return 0
     with rd:
-        res = train_in(task, rd, print if not args.quiet else rd.log)
+        res = job.train(rd, print if not args.quiet else rd.log)
     _report_mnist(rd, res)
     return 0
+
+
+def _start_dataset(command: str, args):
+    spec, flags, *_ = DATASET_COMMANDS[command]
+    return start(spec, args, flags)
+
+
+def _preflight_dataset(command: str, args) -> int:
+    spec, flags, *_ = DATASET_COMMANDS[command]
+    return _checked_batch_size(resolve_args(spec, args, flags))
 
 
 def _mnist(args) -> int:
@@ -159,6 +189,10 @@ def _preflight(args) -> int:
     after checking its device: bad input is refused before any worker starts."""
     cfg = resolve_args(MNIST_SPEC, args, MNIST_FLAGS)
     assert isinstance(cfg, MnistConfig)
+    return _checked_batch_size(cfg)
+
+
+def _checked_batch_size(cfg) -> int:
     check_device(cfg.run.device)
     return cfg.train.batch_size
 

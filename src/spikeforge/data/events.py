@@ -22,6 +22,7 @@ Layouts (those that ``tonic`` reads; reference ``interchange_and_datasets.md`` �
 
 from __future__ import annotations
 
+import bisect
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -39,8 +40,9 @@ DVS_FOLDERS = {"train": "ibmGestureTrain", "test": "ibmGestureTest"}
 class EventSource(Protocol):
     def __len__(self) -> int: ...
 
-    def events(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """Example ``i``: event times in µs from its start (int64, >= 0) and flat frame channels (int64)."""
+    def events(self, i: int, t_max_us: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Example ``i``: event times in µs from its start (int64, >= 0) and flat frame channels
+        (int64); at least those before ``t_max_us`` (a source may leave out the later ones)."""
         ...
 
 
@@ -89,7 +91,7 @@ class EventSet:
         n, T, C = len(self.index), self.num_steps, int(np.prod(self.frame_shape))
         flat = [np.empty(0, dtype=np.int64)]
         for b, i in enumerate(self.index):
-            t_us, channel = self.source.events(int(i))
+            t_us, channel = self.source.events(int(i), T * self.dt_us)
             step = t_us // self.dt_us
             keep = step < T
             flat.append((b * T + step[keep]) * C + channel[keep])
@@ -104,7 +106,7 @@ def bin_events(t_us: np.ndarray, channel: np.ndarray, num_steps: int, dt_us: int
         def __len__(self) -> int:
             return 1
 
-        def events(self, i):
+        def events(self, i, t_max_us=None):
             return np.asarray(t_us, dtype=np.int64), np.asarray(channel, dtype=np.int64)
 
     return EventSet(_One(), np.zeros(1), (num_channels,), num_steps, dt_us).frames()[0].numpy()
@@ -126,7 +128,7 @@ class _CSREvents:
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
-    def events(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+    def events(self, i: int, t_max_us: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         a, b = self.offsets[i], self.offsets[i + 1]
         return self.t_us[a:b].astype(np.int64), self.units[a:b].astype(np.int64)
 
@@ -208,7 +210,8 @@ def _shd_example(path: Path, i: int, t: np.ndarray, u: np.ndarray, num_channels:
 
 
 class _NpyEvents:
-    """One ``N x 4`` (x, y, p, t in ms) ``.npy`` file per example, read when a batch needs it."""
+    """One ``N x 4`` (x, y, p, t in ms) ``.npy`` file per example, in time order, read when a batch
+    needs it: only the rows of the window asked for (found by bisection in the memory-mapped file)."""
 
     def __init__(self, files: list[Path], sensor_size: int, downsample: int):
         self.files, self.sensor, self.ds = files, sensor_size, downsample
@@ -216,12 +219,15 @@ class _NpyEvents:
     def __len__(self) -> int:
         return len(self.files)
 
-    def events(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+    def events(self, i: int, t_max_us: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         path = self.files[i]
         a = np.load(path, mmap_mode="r")
         if a.shape[0] == 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-        x, y, p, t = (np.asarray(a[:, k]) for k in range(4))
+        end = a.shape[0] if t_max_us is None else bisect.bisect_left(a[:, 3], float(a[0, 3]) + t_max_us / 1000.0)
+        x, y, p, t = (np.asarray(a[:end, k]) for k in range(4))
+        if t.size > 1 and (np.diff(t) < 0).any():
+            raise DataError(f"{path}: the events must be in time order (column t, ms), as DVS128 Gesture's files are")
         if min(x.min(), y.min()) < 0 or max(x.max(), y.max()) >= self.sensor or not np.isin(p, (0, 1)).all():
             raise DataError(
                 f"{path}: events must have x, y in 0-{self.sensor - 1} and polarity 0 or 1 (columns x, y, p, t); "
@@ -229,7 +235,7 @@ class _NpyEvents:
             )
         side = self.sensor // self.ds
         channel = (p.astype(np.int64) * side + y.astype(np.int64) // self.ds) * side + x.astype(np.int64) // self.ds
-        return np.rint((t - t.min()) * 1000.0).astype(np.int64), channel
+        return np.rint((t - t[0]) * 1000.0).astype(np.int64), channel
 
 
 def dvs_gesture_layout(directory: Path) -> str:

@@ -10,7 +10,12 @@ An engine owns a network's state while it runs (:class:`DCEngine`, a ``typing.Pr
   other simulators on identical input;
 - ``normalize()``, ``rest(learning)``, ``set_rate_scale(scale)`` (the learning-rate schedule);
 - ``export_state()`` / ``dynamic_state()`` / ``load_dynamic_state()`` for checkpoints;
-- ``start_recording(capacity)`` / ``stop_recording()`` for excitatory spike rasters.
+- ``start_recording(capacity)`` / ``stop_recording()`` for excitatory spike rasters;
+- ``stability()``: the integration counters of both layers since the engine was built (neuron-steps
+  split into Euler substeps, unstable Euler steps and the first of them, see
+  :mod:`spikeforge.neurons.conductance_stability`), kept by a :class:`StabilityMonitor` that warns
+  (or raises, ``on_unstable = "error"``) after the presentation in which the first unstable step
+  happened, naming it (``present(..., names=)``), the step, the neuron, its conductances and the fix.
 
 Every random draw of a presentation comes from a seed derived from ``(run seed, key, attempt)``.
 The key names the example (epoch and index), so the same seed gives the same run on the same
@@ -23,6 +28,7 @@ no engine.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
@@ -30,6 +36,7 @@ import numpy as np
 
 from ..config import ConfigError
 from ..models.diehl_cook import DiehlCookConfig, DiehlCookState
+from ..neurons import conductance_stability as cs
 
 
 def example_key(seed: int, stage: int, epoch: int, index: int) -> int:
@@ -52,7 +59,7 @@ class DCEngine(Protocol):
     seed: int
     t: int
 
-    def present(self, images, learning: bool, keys) -> tuple[np.ndarray, np.ndarray]: ...
+    def present(self, images, learning: bool, keys, names=None) -> tuple[np.ndarray, np.ndarray]: ...
     def run_events(self, ptr, idx, learning: bool) -> np.ndarray: ...
     def normalize(self) -> None: ...
     def rest(self, learning: bool) -> None: ...
@@ -62,6 +69,60 @@ class DCEngine(Protocol):
     def load_dynamic_state(self, arrays: dict[str, np.ndarray]) -> bool: ...
     def start_recording(self, capacity: int) -> None: ...
     def stop_recording(self) -> tuple[np.ndarray, np.ndarray]: ...
+    def stability(self) -> dict: ...
+
+
+class StabilityMonitor:
+    """The integration counters of both layers (``stats["exc"]``, ``stats["inh"]``, vectors the
+    updates write into) and the one report of the first unstable Euler step."""
+
+    def __init__(self, cfg: DiehlCookConfig):
+        self.stats = {"exc": cs.new_stats(), "inh": cs.new_stats()}
+        self._on_unstable = {"exc": cfg.exc.on_unstable, "inh": cfg.inh.on_unstable}
+        self._integration = {"exc": cfg.exc.integration, "inh": cfg.inh.integration}
+        self.first_example: str | None = None
+
+    def check(self, names: Sequence[str], t_start: int) -> None:
+        """After a presentation (``names``: one per example of the batch) that began at global step
+        ``t_start``: warn or raise once, at the first unstable step."""
+        if self.first_example is not None:
+            return
+        found = [(st[3], layer) for layer, st in self.stats.items() if st[3] >= 0]
+        if not found:
+            return
+        layer = min(found)[1]
+        first = cs.summary(self.stats[layer])["first_unstable"]
+        self.first_example = names[min(first["batch"], len(names) - 1)]
+        msg = cs.message(layer, first, self.first_example, first["step"] - t_start)
+        if self._on_unstable[layer] == "error":
+            raise cs.NumericalInstabilityError(msg)
+        warnings.warn(msg, cs.NumericalInstabilityWarning, stacklevel=3)
+
+    @staticmethod
+    def names(keys: Sequence[int], names) -> list[str]:
+        """The names of a batch's examples for messages: ``names`` as given, or by key."""
+        if names is None:
+            return [f"the example with key {k}" for k in keys]
+        names = [str(n) for n in names]
+        if len(names) != len(keys):
+            raise ValueError(f"present() got {len(names)} names for {len(keys)} examples: give one name per image")
+        return names
+
+    def report(self) -> dict:
+        """Totals over both layers, each layer's counters and integration, the first unstable step
+        (with the example's name) or None."""
+        layers = {k: cs.summary(v) | {"integration": self._integration[k]} for k, v in self.stats.items()}
+        firsts = [(v["first_unstable"]["step"], k) for k, v in layers.items() if v["first_unstable"]]
+        first = None
+        if firsts:
+            layer = min(firsts)[1]
+            first = dict(layers[layer]["first_unstable"], layer=layer, example=self.first_example)
+        return {
+            "substep_neuron_steps": sum(v["substep_neuron_steps"] for v in layers.values()),
+            "unstable_neuron_steps": sum(v["unstable_neuron_steps"] for v in layers.values()),
+            "first_unstable": first,
+            "layers": layers,
+        }
 
 
 def check_state(cfg: DiehlCookConfig, state: DiehlCookState) -> None:

@@ -19,7 +19,7 @@ from ..encoding.poisson import poisson_events
 from ..models.diehl_cook import DiehlCookConfig, DiehlCookState
 from ..neurons.conductance_lif import compiled_params
 from ..synapses.projections import normalize_columns_c
-from .base import attempt_seed, check_events, check_images, check_state, present_protocol
+from .base import StabilityMonitor, attempt_seed, check_events, check_images, check_state, present_protocol
 from .dc_numba_kernel import Delivery, Network, Rule, Scratch, Traces, kernel_for, rebuild_in_flight, trace_table
 
 
@@ -29,6 +29,8 @@ class NumbaDCEngine:
     name = "numba"
     # scheduled pre-spike updates per step (None: max(1024, 4N); 0: no buckets, every step scans)
     bucket_capacity: int | None = None
+    # True: the loop counts the cycles of its sections into ``prof`` (benchmarks/profile_dc.py)
+    profile = False
 
     def __init__(self, cfg: DiehlCookConfig, state: DiehlCookState, seed: int = 0, device=None):
         check_state(cfg, state)
@@ -71,6 +73,8 @@ class NumbaDCEngine:
         self.tab_post2 = trace_table(stdp.tau_post2_ms, dt)
         self.spk_e = np.zeros(n, np.int64)
         self.spk_i = np.zeros(n, np.int64)
+        self.prof = np.zeros(8, np.int64)
+        self.monitor = StabilityMonitor(cfg)
         self.reset_dynamics()
 
     def set_rate_scale(self, scale: float) -> None:
@@ -180,7 +184,7 @@ class NumbaDCEngine:
     def _bind(self) -> None:
         """Group the buffers into the loop's argument tuples (again whenever an array is replaced:
         reset, a new learning-rate scale, recording on or off) and pick the rule's loop."""
-        self._loop = kernel_for(self.rule)
+        self._loop = kernel_for(self.rule, self.profile)
         self._args = (
             Network(
                 (self.v_e, self.ge_e, self.gi_e, self.theta, self.since_e)
@@ -189,11 +193,13 @@ class NumbaDCEngine:
                 self.ni,
                 float(self.cfg.network.w_ei),
                 float(self.cfg.network.w_ie),
+                self.monitor.stats["exc"],
+                self.monitor.stats["inh"],
             ),
             Delivery(self.W, self.off, self.d_cols, self.hist_idx, self.hist_n, self.ring_ge),
             Rule(self.rule_prm, self.trace_set, self.tab_pre, self.tab_post1, self.tab_post2),
             Traces(*(getattr(self, k) for k in Traces._fields)),
-            Scratch(self.spk_e, self.spk_i, *self._rec),
+            Scratch(self.spk_e, self.spk_i, *self._rec, self.prof),
         )
 
     def _run(self, n_steps, ptr, idx, learning, counts):
@@ -205,7 +211,14 @@ class NumbaDCEngine:
         n_steps = len(ptr) - 1 if n_steps is None else n_steps
         if not 0 <= n_steps <= len(ptr) - 1:
             raise ValueError(f"n_steps = {n_steps} must be in [0, {len(ptr) - 1}] (the steps that ptr describes)")
-        return self._phase(n_steps, ptr, idx, learning)
+        t_start = self.t
+        counts = self._phase(n_steps, ptr, idx, learning)
+        self.monitor.check(["the input given to run_events()"], t_start)
+        return counts
+
+    def stability(self) -> dict:
+        """Integration counters since the engine was built (:class:`.base.StabilityMonitor`)."""
+        return self.monitor.report()
 
     def _phase(self, n_steps, ptr, idx, learning) -> np.ndarray:
         counts = np.zeros(self.cfg.network.n_neurons, np.int64)
@@ -230,9 +243,11 @@ class NumbaDCEngine:
             normalize_columns_c(self.W, self.cfg.network.norm_total)
             rebuild_in_flight(self.W, self.d_rows, self.hist_idx, self.hist_n, self.ring_ge, self.t)
 
-    def present(self, images, learning: bool, keys) -> tuple[np.ndarray, np.ndarray]:
-        """The protocol of :func:`.base.present_protocol`, one example at a time."""
+    def present(self, images, learning: bool, keys, names=None) -> tuple[np.ndarray, np.ndarray]:
+        """The protocol of :func:`.base.present_protocol`, one example at a time (``names``: how
+        messages name each example, e.g. "training example 756 of epoch 0"; by key if None)."""
         pixels, keys = check_images(images, keys, self.cfg.network.n_input)
+        names = StabilityMonitor.names(keys, names)
         proto = self.cfg.protocol
         counts = np.zeros((len(keys), self.cfg.network.n_neurons), np.int64)
         attempts = np.zeros(len(keys), np.int64)
@@ -242,9 +257,11 @@ class NumbaDCEngine:
                 ptr, idx = poisson_events(rates[0], proto.example_steps, proto.dt_ms, attempt_seed(key, attempt))
                 return self._phase(proto.example_steps, ptr, idx, learning)[None, :]  # events valid by construction
 
+            t_start = self.t
             counts[b : b + 1], attempts[b : b + 1] = present_protocol(
                 self, pixels[b : b + 1], [key], learning, run_attempt
             )
+            self.monitor.check(names[b : b + 1], t_start)
         return counts, attempts
 
     def export_state(self) -> DiehlCookState:

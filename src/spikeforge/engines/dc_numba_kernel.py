@@ -42,17 +42,23 @@ from numba import njit
 
 from ..jit import kernel
 from ..neurons.conductance_lif import activate_c, update_active_c, update_layer_c
+from .cycles import cycles
+
+PROFILE = False  # rebound to True in the profiled loop (kernel_for(rule, profile=True))
 
 
 class Network(NamedTuple):
     """Both layers' state (v, g_e, g_i, theta, steps since spike; the inhibitory active list) and
-    their compiled parameter vectors (``conductance_lif.compiled_params``) and fixed weights."""
+    their compiled parameter vectors (``conductance_lif.compiled_params``), fixed weights and the
+    integration counters of both layers (``conductance_stability.new_stats``)."""
 
     state: tuple  # (v_e, ge_e, gi_e, theta, since_e, v_i, ge_i, gi_i, since_i, inh_active, inh_is_active)
     ne: np.ndarray
     ni: np.ndarray
     w_ei: float
     w_ie: float
+    stats_e: np.ndarray
+    stats_i: np.ndarray
 
 
 class Delivery(NamedTuple):
@@ -95,13 +101,15 @@ class Traces(NamedTuple):
 
 
 class Scratch(NamedTuple):
-    """Spike index buffers of one step and the (optional) spike recording buffers."""
+    """Spike index buffers of one step, the (optional) spike recording buffers and the section
+    cycle counters of the profiled loop (``cycles.SECTIONS``; untouched by the default loop)."""
 
     spk_e: np.ndarray
     spk_i: np.ndarray
     rec_t: np.ndarray
     rec_j: np.ndarray
     rec_n: np.ndarray
+    prof: np.ndarray
 
 
 @kernel(inline="always")
@@ -194,7 +202,7 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts, t_now, net, delivery, r
     trace_set, tab_pre, tab_post1, tab_post2 = rule.trace_set, rule.tab_pre, rule.tab_post1, rule.tab_post2
     q = rule.prm
     nu_pre, nu_post, pre_sign, w_min, w_max, x_tar, mu, beta = q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7]
-    spk_e, spk_i, rec_t, rec_j, rec_n = scratch
+    spk_e, spk_i, rec_t, rec_j, rec_n, prof = scratch
     n_in, n_neurons = W.shape
     hist_len = hist_n.shape[0]
     hm = hist_len - 1  # ring lengths are powers of two: "& mask" instead of a slow "% length"
@@ -204,8 +212,14 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts, t_now, net, delivery, r
     post_window = tab_post1.shape[0]
     for s in range(n_steps):
         t = t_now + s
-        n_e = update_layer_c(v_e, ge_e, gi_e, theta, since_e, ne, learning, spk_e)
-        n_i = update_active_c(v_i, ge_i, gi_i, since_i, ni, inh_active, inh_is_active, spk_i)
+        if PROFILE:
+            c0 = cycles()
+        n_e = update_layer_c(v_e, ge_e, gi_e, theta, since_e, ne, learning, spk_e, t, net.stats_e)
+        n_i = update_active_c(v_i, ge_i, gi_i, since_i, ni, inh_active, inh_is_active, spk_i, t, net.stats_i)
+        if PROFILE:
+            c1 = cycles()
+            prof[0] += c1 - c0
+            c0 = c1
         slot = t & hm
         # input spikes of this step: delay history, pre-trace rings, and delivery into ring_ge
         m = 0
@@ -237,12 +251,20 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts, t_now, net, delivery, r
             for j in range(n_neurons):
                 ring_flat[base + off_row[j]] += w_row[j]
         hist_n[slot] = m
+        if PROFILE:
+            c1 = cycles()
+            prof[1] += c1 - c0
+            c0 = c1
         # arrivals of this step
         hi = slot + hist_len
         for j in range(n_neurons):
             ge_e[j] += ring_ge[slot, j] + ring_ge[hi, j]
             ring_ge[slot, j] = 0.0
             ring_ge[hi, j] = 0.0
+        if PROFILE:
+            c1 = cycles()
+            prof[2] += c1 - c0
+            c0 = c1
         if learning:
             # pre-spike updates at arrival: only neurons with a live post trace can change, and
             # their arrivals were scheduled into this step's bucket
@@ -282,6 +304,10 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts, t_now, net, delivery, r
             bk_n[b] = 0
         else:
             bk_n[t & hm] = 0
+        if PROFILE:
+            c1 = cycles()
+            prof[3] += c1 - c0
+            c0 = c1
         # excitatory spikes: post-spike STDP on their column, drive the inhibitory partner
         for q in range(n_e):
             j = spk_e[q]
@@ -340,6 +366,10 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts, t_now, net, delivery, r
                 post_last[j] = t
             ge_i[j] += w_ei
             activate_c(j, inh_active, inh_is_active)
+        if PROFILE:
+            c1 = cycles()
+            prof[4] += c1 - c0
+            c0 = c1
         # inhibitory spikes: all-but-self inhibition, as total minus self
         if n_i > 0:
             total = w_ie * n_i
@@ -347,6 +377,8 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts, t_now, net, delivery, r
                 gi_e[j] += total
             for q in range(n_i):
                 gi_e[spk_i[q]] -= w_ie
+        if PROFILE:
+            prof[5] += cycles() - c0
     return t_now + n_steps
 
 
@@ -385,18 +417,21 @@ def _specialise(template, suffix: str, bindings: dict, cache: bool, **options):
     return kernel(f, **options) if cache else njit(**options)(f)
 
 
-def kernel_for(rule):
-    """The compiled loop :func:`run_steps` for one registered rule (``STDPParams.rule``).
+def kernel_for(rule, profile: bool = False):
+    """The compiled loop :func:`run_steps` for one registered rule (``STDPParams.rule``); with
+    ``profile`` the loop adds the cycles of each section to ``Scratch.prof`` (``cycles.SECTIONS``).
 
     The rule's ``on_pre`` and ``on_post`` (numba functions in its ``plasticity/stdp_*.py`` module) are
     bound as the globals ``RULE_PRE`` and ``RULE_POST`` of a copy of the template, so they are inlined
     as the formulas of a single-file loop would be. Each rule's loop is compiled once. Rules shipped
     in the package are cached on disk (:mod:`spikeforge.jit`). Rules defined elsewhere, such as a test
     or a script, are compiled once per process, because a cache could not see their file change."""
-    key = (rule.name, id(rule.on_pre), id(rule.on_post))
+    key = (rule.name, id(rule.on_pre), id(rule.on_post), profile)
     if key not in _KERNELS:
         files = {pathlib.Path(inspect.getfile(f.py_func)).resolve() for f in (rule.on_pre, rule.on_post)}
         cache = all(f.is_relative_to(_PACKAGE) for f in files)
         pre = _specialise(_pre_update, rule.name, {"RULE_PRE": rule.on_pre}, cache, inline="always")
-        _KERNELS[key] = _specialise(run_steps, rule.name, {"RULE_POST": rule.on_post, "_pre_update": pre}, cache)
+        bindings = {"RULE_POST": rule.on_post, "_pre_update": pre, "PROFILE": profile}
+        suffix = rule.name + ("__profiled" if profile else "")
+        _KERNELS[key] = _specialise(run_steps, suffix, bindings, cache)
     return _KERNELS[key]

@@ -24,7 +24,7 @@ from ..models.diehl_cook import DiehlCookConfig, DiehlCookState
 from ..neurons import conductance_lif as cl
 from ..neurons.adaptive_threshold import theta_decay, theta_increment
 from ..synapses.projections import all_but_self, normalize_columns_torch, one_to_one
-from .base import attempt_seed, check_events, check_images, check_state, present_protocol
+from .base import StabilityMonitor, attempt_seed, check_events, check_images, check_state, present_protocol
 
 
 class TorchDCEngine:
@@ -61,6 +61,11 @@ class TorchDCEngine:
         self._input_index = torch.arange(cfg.network.n_input, device=self.device)[:, None]
         self.batch = 0
         self.t = 0
+        self.monitor = StabilityMonitor(cfg)
+
+    def stability(self) -> dict:
+        """Integration counters since the engine was built (:class:`.base.StabilityMonitor`)."""
+        return self.monitor.report()
 
     def set_rate_scale(self, scale: float) -> None:
         self.stdp = self.cfg.stdp.scaled(scale)
@@ -112,12 +117,13 @@ class TorchDCEngine:
         t = self.t
         theta = theta_decay(self.theta, self.fe.theta) if (learning and cfg.exc.adaptive) else self.theta
         exc_in = self.exc._replace(theta=theta.expand_as(self.exc.v))
-        new_e, spk_e = cl.step(exc_in, cfg.exc, self.fe, learning=False)
+        stats = self.monitor.stats
+        new_e, spk_e = cl.step(exc_in, cfg.exc, self.fe, learning=False, stats=stats["exc"], t=t)
         self.exc = new_e._replace(theta=None)
         if learning and cfg.exc.adaptive:
             theta = theta_increment(theta, spk_e.sum(0).to(self.dtype), cfg.exc.theta_plus_mv)
         self.theta = theta
-        self.inh, spk_i = cl.step(self.inh, cfg.inh, self.fi, learning=False)
+        self.inh, spk_i = cl.step(self.inh, cfg.inh, self.fi, learning=False, stats=stats["inh"], t=t)
         se = spk_e.to(self.dtype)
 
         # input spikes enter the delay history; arrivals of spikes emitted D[i, j] steps ago
@@ -171,7 +177,10 @@ class TorchDCEngine:
         """Single-example phase from CSR events (the compiled engine's input form)."""
         ptr, idx = check_events(ptr, idx, self.cfg.network.n_input)
         raster = events_to_raster(np.asarray(ptr), np.asarray(idx), self.cfg.network.n_input)
-        return self.run_raster(torch.from_numpy(raster), learning)[0].cpu().numpy()
+        t_start = self.t
+        counts = self.run_raster(torch.from_numpy(raster), learning)[0].cpu().numpy()
+        self.monitor.check(["the input given to run_events()"], t_start)
+        return counts
 
     def rest(self, learning: bool) -> None:
         zeros = torch.zeros((self.batch, self.cfg.network.n_input), device=self.device, dtype=self.dtype)
@@ -183,10 +192,12 @@ class TorchDCEngine:
         if total is not None:
             self.W = normalize_columns_torch(self.W, total)
 
-    def present(self, images, learning: bool, keys) -> tuple[np.ndarray, np.ndarray]:
+    def present(self, images, learning: bool, keys, names=None) -> tuple[np.ndarray, np.ndarray]:
         """The protocol of :func:`.base.present_protocol`, all examples of the batch at once (one
-        generator seeded from the first key per attempt)."""
+        generator seeded from the first key per attempt; ``names`` as for the compiled engine)."""
         pixels, keys = check_images(images, keys, self.cfg.network.n_input)
+        names = StabilityMonitor.names(keys, names)
+        t_start = self.t
         proto = self.cfg.protocol
         self._ensure(len(keys))
         gen = torch.Generator(device=self.device)
@@ -199,7 +210,9 @@ class TorchDCEngine:
                 c += self._step(bernoulli_spikes(p, gen).to(self.dtype), learning).long()
             return c.cpu().numpy()
 
-        return present_protocol(self, pixels, keys, learning, run_attempt)
+        out = present_protocol(self, pixels, keys, learning, run_attempt)
+        self.monitor.check(names, t_start)
+        return out
 
     def export_state(self) -> DiehlCookState:
         return DiehlCookState(

@@ -30,7 +30,7 @@ from torch import nn
 from ..config import ConfigError, Params
 from ..neurons.leaky import Leaky, LeakyParams, check_surrogate_name, leaky_multistep, leaky_step
 from ..synapses.binarized import BinaryConv2d, BinaryLinear, binarize
-from .tha_nets import pooled_sizes
+from .tha_nets import BatchShard, pooled_sizes
 
 
 class _LIFNetParams(Params):
@@ -81,6 +81,7 @@ def _lifs(p: _LIFNetParams, thresholds: tuple[float, ...]) -> nn.ModuleList:
 class _EventNet(nn.Module):
     params: Any
     lifs: nn.ModuleList
+    data_parallel: BatchShard | None = None  # set by data-parallel training (see BatchShard)
 
     @property
     def lif_layers(self) -> list[Leaky]:
@@ -93,6 +94,14 @@ class _EventNet(nn.Module):
         """LIF layer ``k`` over all steps of ``current [T, B, ...]``."""
         lif: Any = self.lifs[k]
         return leaky_multistep(current, lif.beta, lif.threshold, lif.surrogate, time_dim=0)
+
+    def _dropout(self, x: torch.Tensor, p: float) -> torch.Tensor:
+        """Dropout of ``x [T, B, K]`` (a mask per step); data parallel: this rank's rows of the
+        whole batch's mask, as :class:`~spikeforge.models.tha_nets.BatchShard` draws it."""
+        shard = self.data_parallel if self.training else None
+        if shard is None or p == 0:
+            return F.dropout(x, p, self.training)
+        return shard.dropout(x.reshape(-1, x.shape[-1]), p, x.shape[0]).view_as(x)
 
     def _step(self, k: int, current: torch.Tensor, mem: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         lif: Any = self.lifs[k]
@@ -127,8 +136,8 @@ class THADVSGestureNet(_EventNet):
         s1, _ = self._lif(0, c1.view(T, B, *c1.shape[1:]))
         c2 = F.avg_pool2d(F.conv2d(s1.reshape(T * B, *c1.shape[1:]), self._w(self.conv2)), 2)
         s2, _ = self._lif(1, c2.view(T, B, *c2.shape[1:]))
-        c3 = F.dropout(F.linear(s2.reshape(T * B, -1), self._w(self.fc), self.fc.bias), p.dropout, self.training)
-        s3, u3 = self._lif(2, c3.view(T, B, -1))
+        c3 = self._dropout(F.linear(s2.reshape(T, B, -1), self._w(self.fc), self.fc.bias), p.dropout)
+        s3, u3 = self._lif(2, c3)
         return s3.transpose(0, 1), u3.transpose(0, 1)
 
     def forward_reference(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -161,10 +170,9 @@ class THASHDNet(_EventNet):
         """``x``: binned spikes ``[B, T, channels]``; returns output spikes and membrane ``[B, T, classes]``."""
         p = self.params
         self._check(x, (p.num_inputs,))
-        B, T = x.shape[:2]
-        c1 = F.dropout(F.linear(x.transpose(0, 1), self._w(self.fc1), self.fc1.bias), p.dropout1, self.training)
+        c1 = self._dropout(F.linear(x.transpose(0, 1), self._w(self.fc1), self.fc1.bias), p.dropout1)
         s1, _ = self._lif(0, c1)
-        c2 = F.dropout(F.linear(s1, self._w(self.fc2), self.fc2.bias), p.dropout2, self.training)
+        c2 = self._dropout(F.linear(s1, self._w(self.fc2), self.fc2.bias), p.dropout2)
         s2, u2 = self._lif(1, c2)
         return s2.transpose(0, 1), u2.transpose(0, 1)
 

@@ -18,7 +18,12 @@ scalar reset, so Brian 1 clamps it: ``refractory_ms=2, clamp_ms=2``.
 
 ``integration`` selects the update: ``"euler"`` is forward Euler as in the original (Brian 1 picks
 Euler for these non-linear equations), ``"exponential"`` integrates each step exactly for the
-conductances held constant over the step.
+conductances held constant over the step, and ``"euler_substep"`` (the default) is forward Euler
+made stable where it is not (:mod:`.conductance_stability`): bit for bit ``"euler"`` on every
+neuron-step whose Euler factor ``k = dt / tau_m * (1 + g_e + g_i)`` is below
+``euler_factor_bound``; the rare neuron-steps at or above it are split into the fewest equal Euler
+substeps that bring each substep's factor under the bound. Under ``"euler"`` a neuron-step with
+``k >= 2`` (where forward Euler diverges) is counted and reported (``on_unstable``).
 
 Both forms of the equations live here: :func:`step` is pure and batched (torch, any leading
 shape); ``integrate_c``, ``update_layer_c`` and ``update_active_c`` are the scalar and per-layer
@@ -39,6 +44,13 @@ from pydantic import Field
 from ..config import Params
 from ..jit import kernel
 from .adaptive_threshold import theta_decay, theta_decay_c, theta_increment, theta_increment_c
+from .conductance_stability import (
+    euler_substeps_c,
+    integrate_torch,
+    over_factor,
+    record_substeps_c,
+    record_unstable_c,
+)
 
 
 class ConductanceLIFParams(Params):
@@ -61,7 +73,18 @@ class ConductanceLIFParams(Params):
     theta_offset_mv: float = Field(20.0, description="threshold = v_thresh - theta_offset + theta")
     theta_plus_mv: float = Field(0.05, ge=0)
     tau_theta_ms: float = Field(1e7, gt=0)
-    integration: Literal["euler", "exponential"] = "euler"
+    integration: Literal["euler", "euler_substep", "exponential"] = Field(
+        "euler_substep", description="membrane update (module docstring); 'euler' is the original's"
+    )
+    euler_factor_bound: float = Field(
+        2.0,
+        gt=0,
+        le=2,
+        description="euler_substep: substeps where dt/tau_m*(1+g_e+g_i) reaches this (2: Euler's stability limit)",
+    )
+    on_unstable: Literal["warn", "error"] = Field(
+        "warn", description="integration 'euler': what a step with dt/tau_m*(1+g_e+g_i) >= 2 does"
+    )
 
 
 class InhibitoryLIFParams(ConductanceLIFParams):
@@ -95,14 +118,25 @@ class DecayFactors(NamedTuple):
     dt_over_tau_m: float
     refractory_steps: int
     clamp_steps: int
+    dt_over_tau_ge: float = 0.0  # the Euler substeps decay g by 1 - dt / (n tau_g)
+    dt_over_tau_gi: float = 0.0
 
 
 def decay_factors(p: ConductanceLIFParams, dt_ms: float) -> DecayFactors:
-    if p.integration == "euler":
+    if p.integration != "exponential":  # euler and euler_substep
         ge, gi, th = 1 - dt_ms / p.tau_ge_ms, 1 - dt_ms / p.tau_gi_ms, 1 - dt_ms / p.tau_theta_ms
     else:
         ge, gi, th = (math.exp(-dt_ms / t) for t in (p.tau_ge_ms, p.tau_gi_ms, p.tau_theta_ms))
-    return DecayFactors(ge, gi, th, dt_ms / p.tau_m_ms, steps(p.refractory_ms, dt_ms), steps(p.clamp_ms, dt_ms))
+    return DecayFactors(
+        ge,
+        gi,
+        th,
+        dt_ms / p.tau_m_ms,
+        steps(p.refractory_ms, dt_ms),
+        steps(p.clamp_ms, dt_ms),
+        dt_ms / p.tau_ge_ms,
+        dt_ms / p.tau_gi_ms,
+    )
 
 
 def steps(duration_ms: float, dt_ms: float) -> int:
@@ -129,31 +163,32 @@ def initial_state(p: ConductanceLIFParams, shape, *, dtype=torch.float64, device
     )
 
 
-def membrane_update(v, ge, gi, p: ConductanceLIFParams, f: DecayFactors):
-    """One step of the membrane equation (no threshold), batched."""
-    if p.integration == "euler":
-        return v + f.dt_over_tau_m * ((p.v_rest_mv - v) + ge * (p.e_exc_mv - v) + gi * (p.e_inh_mv - v))
+def membrane_update(v, ge, gi, p: ConductanceLIFParams, f: DecayFactors, stats=None, t: int = 0):
+    """One step of the membrane equation and the conductances (no threshold), batched: returns
+    ``(v, g_e, g_i)`` after the step. ``stats``: counters of :mod:`.conductance_stability`."""
+    if p.integration != "exponential":
+        return integrate_torch(v, ge, gi, p, f, stats, t)
     g_tot = 1.0 + ge + gi
     v_inf = (p.v_rest_mv + ge * p.e_exc_mv + gi * p.e_inh_mv) / g_tot
-    return v_inf + (v - v_inf) * torch.exp(-f.dt_over_tau_m * g_tot)
+    return v_inf + (v - v_inf) * torch.exp(-f.dt_over_tau_m * g_tot), ge * f.ge, gi * f.gi
 
 
-def step(state: ConductanceLIFState, p: ConductanceLIFParams, f: DecayFactors, *, learning: bool):
+def step(state: ConductanceLIFState, p: ConductanceLIFParams, f: DecayFactors, *, learning: bool, stats=None, t=0):
     """Advance one step: integrate, decay conductances (and theta while learning), threshold, reset.
 
     With ``learning=False`` theta is a frozen parameter, as in the original's test mode.
 
     Synaptic input is added to ``ge``/``gi`` by the caller *after* this step (Brian's schedule:
     state update, thresholds, synapses, resets), so it acts from the next step on.
+    ``stats`` (optional, :func:`.conductance_stability.new_stats`) counts substeps and unstable
+    steps, ``t`` is the step they are recorded at.
     Returns ``(new_state, spikes)`` with ``spikes`` a bool tensor.
     """
     if state.theta is None:
         raise ValueError("conductance_lif.step needs theta in the state (pass zeros for a fixed threshold)")
     since = state.since_spike + 1  # steps since the last spike, counting this one
-    v = membrane_update(state.v, state.ge, state.gi, p, f)
+    v, ge, gi = membrane_update(state.v, state.ge, state.gi, p, f, stats, t)
     v = torch.where(since < f.clamp_steps, torch.full_like(v, p.v_reset_mv), v)
-    ge = state.ge * f.ge
-    gi = state.gi * f.gi
     theta = theta_decay(state.theta, f.theta) if (p.adaptive and learning) else state.theta
     thresh = p.v_thresh_mv - p.theta_offset_mv + theta if p.adaptive else torch.full_like(v, p.v_thresh_mv)
     spikes = (v > thresh) & (since >= f.refractory_steps)
@@ -184,6 +219,11 @@ COMPILED_PARAMS = (
     "clamp_steps",
     "adaptive",
     "exponential",
+    "over_factor",
+    "substep",
+    "dt_over_tau_ge",
+    "dt_over_tau_gi",
+    "substep_bound",
 )
 
 
@@ -207,6 +247,11 @@ def compiled_params(p: ConductanceLIFParams, dt_ms: float) -> np.ndarray:
             f.clamp_steps,
             float(p.adaptive),
             float(p.integration == "exponential"),
+            over_factor(p),
+            float(p.integration == "euler_substep"),
+            f.dt_over_tau_ge,
+            f.dt_over_tau_gi,
+            p.euler_factor_bound,
         ],
         dtype=np.float64,
     )
@@ -222,41 +267,105 @@ def integrate_c(v, g_e, g_i, v_rest, e_exc, e_inh, dtm, exponential):
     return v + dtm * ((v_rest - v) + g_e * (e_exc - v) + g_i * (e_inh - v))
 
 
+@kernel(inline="always")
+def _unpack_c(prm):
+    """The compiled parameter vector as named scalars (the order of ``COMPILED_PARAMS``)."""
+    return (
+        prm[0],
+        prm[1],
+        prm[2],
+        prm[3],
+        prm[4],
+        prm[5],
+        prm[6],
+        prm[7],
+        int(prm[10]),
+        int(prm[11]),
+        prm[13] != 0.0,
+        prm[14],
+        prm[15] != 0.0,
+        prm[16],
+        prm[17],
+        prm[18],
+    )
+
+
+@kernel(inline="always")
+def off_bound_step_c(vj, g_e, g_i, k, t, j, prm, stats):
+    """The update of a neuron-step whose Euler factor ``k`` reached ``over_factor``: Euler substeps
+    (``euler_substep``) or the plain Euler step, counted as unstable (``euler``)."""
+    v_rest, _, _, e_exc, e_inh, dtm, f_ge, f_gi, _, _, _, _, substep, dge, dgi, bound = _unpack_c(prm)
+    if substep:
+        n_sub = int(k / bound) + 1
+        record_substeps_c(stats, n_sub)
+        return euler_substeps_c(vj, g_e, g_i, n_sub, v_rest, e_exc, e_inh, dtm, dge, dgi)
+    record_unstable_c(stats, t, j, g_e, g_i, k)
+    return integrate_c(vj, g_e, g_i, v_rest, e_exc, e_inh, dtm, False), g_e * f_ge, g_i * f_gi
+
+
+@kernel(inline="always")
+def lif_tail_c(j, v_new, g_e, g_i, v, ge, gi, theta, since, tail):
+    """Store neuron ``j``'s integrated v and decayed conductances, decay theta, threshold, reset
+    (the spike is ``since[j] == 0``). ``tail``: the scalars ``(v_reset, v_th, refr, clamp,
+    f_theta, use_theta)``, as values (read from ``prm`` inside the loop they would not vectorise)."""
+    v_reset, v_th, refr, clamp, f_theta, use_theta = tail
+    s = since[j] + 1
+    v_new = v_reset if s < clamp else v_new
+    ge[j] = g_e if g_e > 1e-100 else 0.0
+    gi[j] = g_i if g_i > 1e-100 else 0.0
+    th = theta_decay_c(theta[j], f_theta)
+    theta[j] = th
+    fire = (v_new > v_th + use_theta * th) & (s >= refr)
+    v[j] = v_reset if fire else v_new
+    since[j] = 0 if fire else s
+
+
 @kernel
-def update_layer_c(v, ge, gi, theta, since, prm, learning, spk):
+def euler_pass_c(v, ge, gi, theta, since, v_rest, e_exc, e_inh, dtm, f_ge, f_gi, exponential, tail):
+    """The plain update of a whole layer, without branches so that it vectorises (a function of its
+    own: inlined into :func:`update_layer_c` beside the scalar loop it ran twice as slowly)."""
+    for j in range(v.shape[0]):
+        v_new = integrate_c(v[j], ge[j], gi[j], v_rest, e_exc, e_inh, dtm, exponential)
+        lif_tail_c(j, v_new, ge[j] * f_ge, gi[j] * f_gi, v, ge, gi, theta, since, tail)
+
+
+@kernel
+def update_layer_c(v, ge, gi, theta, since, prm, learning, spk, t, stats):
     """Integrate, threshold and reset one layer; writes spiking indices to ``spk``, returns count.
 
-    The first pass has no data-dependent branches (selects instead of ifs), so the compiler
-    vectorises it; the second collects the (rare) spikes, which are the neurons whose step count
-    since their last spike is 0 (no separate flag array: its byte-wide stores cost a fifth of the
-    step). Conductances that decay below 1e-100 are
-    set to 0: their effect on v is far below rounding, and without this they end in the subnormal
-    range, where every step becomes about 15 times slower (Euler decay by 0.75 gets stuck at the
-    smallest subnormal)."""
-    v_rest, v_reset, v_th = prm[0], prm[1], prm[2]
-    e_exc, e_inh, dtm = prm[3], prm[4], prm[5]
-    f_ge, f_gi, theta_plus = prm[6], prm[7], prm[9]
-    refr, clamp = int(prm[10]), int(prm[11])
-    adaptive, exponential = prm[12] != 0.0, prm[13] != 0.0
+    The update pass (:func:`euler_pass_c`) has no data-dependent branches (selects instead of ifs),
+    so the compiler vectorises it; the second pass collects the (rare) spikes, which are the neurons
+    whose step count since their last spike is 0 (no separate flag array: its byte-wide stores cost
+    a fifth of the step). Conductances that decay below 1e-100 are set to 0: their effect on v is
+    far below rounding, and without this they end in the subnormal range, where every step becomes
+    about 15 times slower (Euler decay by 0.75 gets stuck at the smallest subnormal).
+
+    A counting pre-pass (vectorised) finds whether any neuron's Euler factor reaches
+    ``over_factor``; only then (rarely) the layer is updated by a scalar loop that sends those
+    neurons through :func:`off_bound_step_c` (counted in ``stats``, ``t`` the global step)."""
+    v_rest, v_reset, v_th, e_exc, e_inh, dtm, f_ge, f_gi, refr, clamp, exponential, over = _unpack_c(prm)[:12]
+    theta_plus = prm[9]
+    adaptive = prm[12] != 0.0
     f_theta = prm[8] if (adaptive and learning) else 1.0
-    use_theta = 1.0 if adaptive else 0.0
+    tail = (v_reset, v_th, refr, clamp, f_theta, 1.0 if adaptive else 0.0)
     n_neurons = v.shape[0]
+    n_over = 0
     for j in range(n_neurons):
-        s = since[j] + 1
-        g_e = ge[j]
-        g_i = gi[j]
-        vj = v[j]
-        v_new = integrate_c(vj, g_e, g_i, v_rest, e_exc, e_inh, dtm, exponential)
-        v_new = v_reset if s < clamp else v_new
-        g_e = g_e * f_ge
-        g_i = g_i * f_gi
-        ge[j] = g_e if g_e > 1e-100 else 0.0
-        gi[j] = g_i if g_i > 1e-100 else 0.0
-        th = theta_decay_c(theta[j], f_theta)
-        theta[j] = th
-        fire = (v_new > v_th + use_theta * th) & (s >= refr)
-        v[j] = v_reset if fire else v_new
-        since[j] = 0 if fire else s
+        n_over += dtm * ((1.0 + ge[j]) + gi[j]) >= over
+    if n_over == 0:
+        euler_pass_c(v, ge, gi, theta, since, v_rest, e_exc, e_inh, dtm, f_ge, f_gi, exponential, tail)
+    else:
+        for j in range(n_neurons):
+            g_e = ge[j]
+            g_i = gi[j]
+            k = dtm * ((1.0 + g_e) + g_i)
+            if k >= over:
+                v_new, g_e, g_i = off_bound_step_c(v[j], g_e, g_i, k, t, j, prm, stats)
+            else:
+                v_new = integrate_c(v[j], g_e, g_i, v_rest, e_exc, e_inh, dtm, exponential)
+                g_e = g_e * f_ge
+                g_i = g_i * f_gi
+            lif_tail_c(j, v_new, g_e, g_i, v, ge, gi, theta, since, tail)
     n = 0
     for j in range(n_neurons):
         if since[j] == 0:
@@ -268,18 +377,15 @@ def update_layer_c(v, ge, gi, theta, since, prm, learning, spk):
 
 
 @kernel
-def update_active_c(v, ge, gi, since, prm, active, is_active, spk):
+def update_active_c(v, ge, gi, since, prm, active, is_active, spk, t, stats):
     """The inhibitory layer's update, restricted to neurons that are not at rest.
 
     A neuron is at rest when its conductances are 0, it is past its refractory and clamp periods and
     one more update would not change ``v`` (v has reached its floating-point fixed point next to
     v_rest). Updating it would change nothing, so it is skipped until its excitatory partner drives
-    it again: bitwise the same result as updating every neuron. ``active[0]`` is the count."""
-    v_rest, v_reset, v_th = prm[0], prm[1], prm[2]
-    e_exc, e_inh, dtm = prm[3], prm[4], prm[5]
-    f_ge, f_gi = prm[6], prm[7]
-    refr, clamp = int(prm[10]), int(prm[11])
-    exponential = prm[13] != 0.0
+    it again: bitwise the same result as updating every neuron. ``active[0]`` is the count.
+    Neuron-steps whose Euler factor reaches ``over_factor`` go through :func:`off_bound_step_c`."""
+    v_rest, v_reset, v_th, e_exc, e_inh, dtm, f_ge, f_gi, refr, clamp, exponential, over = _unpack_c(prm)[:12]
     quiet = max(refr, clamp)
     n = 0
     kept = 0
@@ -289,11 +395,15 @@ def update_active_c(v, ge, gi, since, prm, active, is_active, spk):
         g_e = ge[j]
         g_i = gi[j]
         vj = v[j]
-        v_new = integrate_c(vj, g_e, g_i, v_rest, e_exc, e_inh, dtm, exponential)
+        k = dtm * ((1.0 + g_e) + g_i)
+        if k >= over:
+            v_new, g_e, g_i = off_bound_step_c(vj, g_e, g_i, k, t, j, prm, stats)
+        else:
+            v_new = integrate_c(vj, g_e, g_i, v_rest, e_exc, e_inh, dtm, exponential)
+            g_e *= f_ge
+            g_i *= f_gi
         if s < clamp:
             v_new = v_reset
-        g_e *= f_ge
-        g_i *= f_gi
         ge[j] = g_e if g_e > 1e-100 else 0.0
         gi[j] = g_i if g_i > 1e-100 else 0.0
         if v_new > v_th and s >= refr:

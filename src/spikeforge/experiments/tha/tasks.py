@@ -10,10 +10,17 @@ import torch
 
 from ...config import ConfigError
 from .datasets import DVS_GESTURE_TASK, FMNIST_TASK, SHD_TASK
+from .distributed import SINGLE, SingleProcess
 from .mnist import MNIST_TASK
-from .training import THATask, evaluate, load_tensors
+from .training import THATask, evaluate, load_tensors, train_in
 
 TASKS: dict[str, THATask] = {t.spec.name: t for t in (MNIST_TASK, FMNIST_TASK, DVS_GESTURE_TASK, SHD_TASK)}
+
+
+def train_task(name: str, rd, log=None, dp: SingleProcess = SINGLE) -> dict:
+    """:func:`~.training.train_in` of the task of spec ``name`` (a module-level function of a
+    name, so that a data-parallel job can be pickled for its workers)."""
+    return train_in(TASKS[name], rd, log, dp)
 
 
 def evaluate_checkpoint(

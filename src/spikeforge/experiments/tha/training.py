@@ -86,6 +86,18 @@ def make_optimizer(train: Any, params: Iterable[torch.Tensor]) -> torch.optim.Op
     return torch.optim.Adam(params, lr=train.lr, betas=train.betas)
 
 
+def update(train: Any, net: nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    """snn-tha's update of one batch: backward, gradient clipping to norm ``train.grad_clip`` (if
+    set), the optimizer step, and (``train.weight_clip``) the latent binarized weights clamped to [-1, 1]."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if train.grad_clip:
+        torch.nn.utils.clip_grad_norm_(net.parameters(), train.grad_clip)
+    opt.step()
+    if train.weight_clip:
+        clamp_binary_weights_(net, every=True)
+
+
 @torch.no_grad()
 def evaluate(net: nn.Module, X: Any, Y: torch.Tensor, batch_size: int) -> float:
     """Spike-count accuracy of ``net`` on ``(X, Y)``, ``batch_size`` examples at a time."""
@@ -288,13 +300,7 @@ def _train_trial(
                     t0 = time.time()
                     s, _ = model(x)
                     loss = dp.scale(loss_fn(s, y))
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if cfg.train.grad_clip:
-                        torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.train.grad_clip)
-                    opt.step()
-                    if cfg.train.weight_clip:
-                        clamp_binary_weights_(net, every=True)
+                    update(cfg.train, net, opt, loss)
                     sched.step()
                     if annealer is not None:
                         annealer.step()
