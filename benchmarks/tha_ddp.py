@@ -119,30 +119,46 @@ def worker(args) -> None:
     dist.destroy_process_group()
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--iters", type=int, default=24)
+def run_workers(script: str, procs: int, worker_args: list[str]) -> dict:
+    """``script --worker --json FILE ...`` in ``procs`` processes (one standalone torchrun, one
+    thread each); returns the JSON rank 0 wrote to FILE."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "r.json"
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={procs}"]
+        cmd += [script, "--worker", "--json", str(out), *worker_args]
+        subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        return json.loads(out.read_text())
+
+
+def parse_driver(ap: argparse.ArgumentParser, out_name: str, worker) -> argparse.Namespace | None:
+    """Add the flags of the data-parallel benchmarks' drivers (rounds, process counts, output) and of
+    their workers, and parse; in a worker (``--worker``), run ``worker(args)`` and return None."""
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--procs", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--steps", type=int, default=100, help="time steps per image")
-    ap.add_argument("--data-dir", default=os.environ.get("SPIKEFORGE_DATA", "../shared/data/mnist"))
-    ap.add_argument("--out", default=str(HERE / "out" / "tha_ddp.json"))
+    ap.add_argument("--out", default=str(HERE / "out" / out_name))
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--json", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        return worker(args)
+        worker(args)
+        return None
+    return args
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--iters", type=int, default=24)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=100, help="time steps per image")
+    ap.add_argument("--data-dir", default=os.environ.get("SPIKEFORGE_DATA", "../shared/data/mnist"))
+    args = parse_driver(ap, "tha_ddp.json", worker)
+    if args is None:
+        return
     runs = []
     for r in range(args.rounds):
         for w in args.procs:
-            with tempfile.TemporaryDirectory() as tmp:
-                out = Path(tmp) / "r.json"
-                cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={w}"]
-                cmd += [__file__, "--worker", "--json", str(out), "--iters", str(args.iters)]
-                cmd += ["--batch", str(args.batch), "--steps", str(args.steps), "--data-dir", args.data_dir]
-                subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-                res = json.loads(out.read_text())
+            worker_args = ["--iters", str(args.iters), "--batch", str(args.batch), "--steps", str(args.steps)]
+            res = run_workers(__file__, w, [*worker_args, "--data-dir", args.data_dir])
             res["round"] = r
             runs.append(res)
             c = res["collectives_s_per_iteration"]

@@ -8,7 +8,16 @@ import json
 from pathlib import Path
 
 from ..experiments.olfaction_config import FLAGS, KC_SIZES, MODES, SPEC, TABLE_FLAGS, OlfactionConfig
-from ..experiments.scaffold import RunDir, add_arguments, flag_values, positive_int, resolve_config, start
+from ..experiments.scaffold import (
+    RunDir,
+    add_arguments,
+    flag_values,
+    parallel,
+    positive_int,
+    resolve_args,
+    resolve_config,
+    start,
+)
 
 
 def add_parser(subparsers) -> None:
@@ -26,6 +35,7 @@ def add_parser(subparsers) -> None:
         "accuracy.png, glomeruli.png, kc_weights.png and raster.png.",
     )
     add_arguments(p, SPEC, FLAGS)
+    parallel.add_nproc_argument(p, "olfaction run")
     p.set_defaults(func=_run)
     t = sub.add_parser(
         "table",
@@ -44,16 +54,26 @@ def add_parser(subparsers) -> None:
 def _run(args) -> int:
     from ..experiments.olfaction import run_in
 
-    rd = start(SPEC, args, FLAGS)
-    if rd is None:
-        return 0
-    with rd:
-        res = run_in(rd)
+    job = parallel.Job(_start_run, run_in, _report_run, OlfactionConfig, "run.batch_size", preflight=_preflight)
+    return parallel.run_command(args, job)
+
+
+def _start_run(args):
+    return start(SPEC, args, FLAGS)
+
+
+def _preflight(args) -> int:
+    """The training batch size of the run in ``args.out`` (refused before any worker starts)."""
+    cfg = resolve_args(SPEC, args, FLAGS)
+    assert isinstance(cfg, OlfactionConfig)
+    return cfg.run.batch_size
+
+
+def _report_run(rd, res: dict) -> None:
     c = res["connectivity"]
     summary = {"test_accuracy": res["test_accuracy"], "best_epoch": res["best_epoch"]}
     summary.update({"glo_score_orn": c.get("glo_score_orn"), "K_0.02": c.get("K_0.02"), "out": str(rd.path)})
     print(json.dumps(summary))
-    return 0
 
 
 def _table(args) -> int:

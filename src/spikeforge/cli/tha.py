@@ -7,7 +7,7 @@ import json
 from functools import partial
 from pathlib import Path
 
-from ..experiments.scaffold import add_arguments, check_device, positive_int, resolve_args, start
+from ..experiments.scaffold import add_arguments, check_device, parallel, positive_int, resolve_args, start
 from ..experiments.tha.config import MNIST_FLAGS, MNIST_SPEC, SPIKE_TIMING_FLAGS, SPIKE_TIMING_SPEC, MnistConfig
 from ..experiments.tha.dataset_config import (
     DVS_GESTURE_FLAGS,
@@ -51,7 +51,7 @@ def add_parser(subparsers) -> None:
         "and resumes where it stopped (Ctrl-C saves at the next iteration).",
     )
     add_arguments(m, MNIST_SPEC, MNIST_FLAGS, device=True)
-    _add_nproc(m, "mnist")
+    parallel.add_nproc_argument(m, "tha mnist")
     m.set_defaults(func=_mnist)
 
     for name, (spec, flags, what, files) in DATASET_COMMANDS.items():
@@ -62,7 +62,7 @@ def add_parser(subparsers) -> None:
             f"read from --data-dir ({files}); checkpoints every few iterations and resumes where it stopped.",
         )
         add_arguments(d, spec, flags, device=True)
-        _add_nproc(d, name)
+        parallel.add_nproc_argument(d, f"tha {name}")
         d.set_defaults(func=partial(_dataset, command=name))  # picklable: the launcher sends args to its workers
 
     s = sub.add_parser(
@@ -89,18 +89,6 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
 
-def _add_nproc(p, command: str) -> None:
-    p.add_argument(
-        "--nproc-per-node",
-        type=positive_int,
-        metavar="P",
-        help="train data-parallel (DistributedDataParallel) in P processes on this machine, each on "
-        "batch_size / P examples of every batch, through torchrun's launcher; for several machines run "
-        f"`torchrun --nnodes N --nproc-per-node P ... -m spikeforge.cli.main tha {command} ...` instead "
-        "(default: one process)",
-    )
-
-
 def _evaluate(args) -> int:
     from ..experiments.tha.tasks import evaluate_checkpoint
 
@@ -112,7 +100,6 @@ def _evaluate(args) -> int:
 
 def _dataset(args, command: str) -> int:
     """``tha fmnist`` / ``dvs-gesture`` / ``shd``: one process, or data-parallel as ``tha mnist``."""
-    from ..experiments.scaffold import parallel
     from ..experiments.tha import distributed
     from ..experiments.tha.tasks import train_task
 
@@ -129,17 +116,7 @@ def _dataset(args, command: str) -> int:
         hooks=distributed.DataParallel,
         preflight=partial(_preflight_dataset, command),
     )
-    if parallel.in_worker():
-        return parallel.run_worker(args, job)
-    if args.nproc_per_node is not None and not args.show_config:
-        return parallel.launch(args, args.nproc_per_node, job)
-    rd = job.start(args)
-    if rd is None:
-        return 0
-    with rd:
-        res = job.train(rd, print if not args.quiet else rd.log)
-    _report_mnist(rd, res)
-    return 0
+    return parallel.run_command(args, job)
 
 
 def _start_dataset(command: str, args):
@@ -153,7 +130,6 @@ def _preflight_dataset(command: str, args) -> int:
 
 
 def _mnist(args) -> int:
-    from ..experiments.scaffold import parallel
     from ..experiments.tha import distributed, train_mnist_in
 
     if args.init_from:
@@ -167,17 +143,7 @@ def _mnist(args) -> int:
         hooks=distributed.DataParallel,
         preflight=_preflight,
     )
-    if parallel.in_worker():  # started by torchrun (or by --nproc-per-node below)
-        return parallel.run_worker(args, job)
-    if args.nproc_per_node is not None and not args.show_config:
-        return parallel.launch(args, args.nproc_per_node, job)
-    rd = _start_mnist(args)
-    if rd is None:
-        return 0
-    with rd:
-        res = train_mnist_in(rd, print if not args.quiet else rd.log)
-    _report_mnist(rd, res)
-    return 0
+    return parallel.run_command(args, job)
 
 
 def _start_mnist(args):

@@ -5,6 +5,13 @@ accuracy, GloScore and K, checkpoint every epoch (a killed run resumes), and plo
 Config sections: ``[run]`` (:class:`OlfactionRunParams`), ``[data]`` (generator overrides of the
 preset), ``[model]`` (:class:`..models.olfaction.OlfactionNetParams`) and ``[ann]``
 (:class:`..models.olfaction_ann.WangANNParams`); defaults in ``configs/olfaction.toml``.
+
+Data parallel (``olfaction run --nproc-per-node P``; ``dp``: the rank's hooks of
+:mod:`.scaffold.parallel`): every batch (training and evaluation) is split between the ranks, the
+random draws are the rank's rows of the whole batch's (:class:`~..models.tha_nets.BatchShard`), the
+gradients and STDP updates are averaged over the whole batch before every optimizer step, rank 0's
+state (fresh or resumed) is broadcast at the start and only rank 0 writes; so ``P`` ranks train what
+one process trains (to float rounding).
 """
 
 from __future__ import annotations
@@ -19,9 +26,13 @@ from ..config import ConfigError
 from ..data import olfaction as odata
 from ..models.olfaction import OlfactionNet
 from ..models.olfaction_ann import WangANN
+from ..models.tha_nets import BatchShard
 from . import olfaction_report as report
 from .olfaction_config import KC_SIZES, MODES, SPEC, OlfactionConfig
-from .scaffold import RunDir
+from .scaffold import RunDir, set_threads
+from .scaffold.parallel import OneProcess, Ranks
+
+ONE_PROCESS = OneProcess()
 
 __all__ = ["KC_SIZES", "MODES", "SPEC", "OlfactionConfig", "Trainer", "run_in", "split_data"]
 
@@ -48,18 +59,27 @@ def split_data(cfg: OlfactionConfig) -> dict[str, np.ndarray]:
 class Trainer:
     """One model (spiking or ANN) with its optimizer; epoch training and evaluation."""
 
-    def __init__(self, cfg: OlfactionConfig):
-        self.cfg = cfg
+    def __init__(self, cfg: OlfactionConfig, dp: OneProcess = ONE_PROCESS):
+        self.cfg, self.dp = cfg, dp
         r = cfg.run
         g = torch.Generator().manual_seed(r.seed)
+        self.dtype = getattr(torch, r.dtype)
         self.opt: torch.optim.Optimizer
         if r.mode == "ann":
-            self.ann = WangANN(cfg.ann, g)
+            self.ann = WangANN(cfg.ann, g).to(self.dtype)
             groups = self.ann.param_groups(r.ann_lr, r.ann_pn2kc_lr) if r.ann_pn2kc_lr else self.ann.parameters()
             self.opt = torch.optim.Adam(groups, lr=r.ann_lr)
         else:
-            self.net = OlfactionNet(cfg.model, g)
+            self.net = OlfactionNet(cfg.model, g).to_dtype(self.dtype)
             self.opt = self.net.make_optimizer(r.optimizer, r.lr)
+
+    def _shard(self, n: int | None) -> tuple[int, int]:
+        """This rank's rows ``[a, b)`` of a batch of ``n`` (the model draws for all ``n`` rows);
+        ``None``: the model is whole again."""
+        a, b = self.dp.rows(n or 0)
+        shard = BatchShard(self.dp.group, a, b - a, n) if isinstance(self.dp, Ranks) and n is not None else None
+        (self.ann if self.cfg.run.mode == "ann" else self.net).data_parallel = shard
+        return a, b
 
     # --- state ---------------------------------------------------------------------------------
     def _opt_params(self) -> list[torch.Tensor]:
@@ -100,34 +120,46 @@ class Trainer:
             self.ann.train()
         for start in range(0, len(x), r.batch_size):
             idx = order[start : start + r.batch_size]
-            xb, yb = torch.from_numpy(x[idx]), torch.from_numpy(y[idx])
+            a, b = self._shard(len(idx))
+            share = (b - a) / len(idx)  # of the batch's mean loss
+            if b == a:
+                raise ConfigError(
+                    f"a batch of {len(idx)} examples cannot be split between {self.dp.world_size} processes"
+                )
+            xb, yb = torch.from_numpy(x[idx[a:b]]).to(self.dtype), torch.from_numpy(y[idx[a:b]])
             if r.mode == "ann":
                 out = self.ann(xb, g)
                 loss = torch.nn.functional.cross_entropy(out, yb)
                 self.opt.zero_grad()
-                loss.backward()
+                (loss * share if share != 1.0 else loss).backward()
+                if self.ann.data_parallel is not None:  # the whole batch's gradient (one all-reduce)
+                    self.ann.data_parallel.all_sum([q.grad for q in self.ann.parameters() if q.grad is not None])
                 self.opt.step()
                 logits, lv = out.detach(), loss.item()
             else:
                 res = self.net.run_batch(xb, yb, self.opt, g)
                 logits, lv = res["logits"], res["loss"]
             correct += int((logits.argmax(1) == yb).sum())
-            loss_sum += lv
+            loss_sum += lv * share
             n_batches += 1
-        return loss_sum / n_batches, correct / len(x)
+        self._shard(None)
+        total = self.dp.all_sum(torch.tensor([float(correct), loss_sum], dtype=torch.float64))
+        return float(total[1]) / n_batches, float(total[0]) / len(x)
 
     @torch.no_grad()
     def predict(self, x: np.ndarray, seed_offset: int = 0) -> np.ndarray:
         r = self.cfg.run
         g = torch.Generator().manual_seed(r.seed * 7919 + 17 + seed_offset)
-        out = []
+        out = torch.zeros(len(x), dtype=torch.int64)
         if r.mode == "ann":
             self.ann.eval()
         for start in range(0, len(x), r.eval_batch):
-            xb = torch.from_numpy(x[start : start + r.eval_batch])
+            a, b = self._shard(min(r.eval_batch, len(x) - start))
+            xb = torch.from_numpy(x[start + a : start + b]).to(self.dtype)
             logits = self.ann(xb, g) if r.mode == "ann" else self.net.run_batch(xb, generator=g)["logits"]
-            out.append(logits.argmax(1).numpy())
-        return np.concatenate(out)
+            out[start + a : start + b] = logits.argmax(1)
+        self._shard(None)
+        return self.dp.all_sum(out).numpy()  # every rank's rows
 
     def connectivity(self) -> list[np.ndarray]:
         """Effective weights of every block ``[n_out, n_in]``."""
@@ -136,19 +168,22 @@ class Trainer:
         return [self.net.effective(b).numpy().copy() for b in range(self.cfg.model.n_blocks)]
 
 
-def run_in(rd: RunDir) -> dict:
+def run_in(rd: RunDir, log=None, dp: OneProcess = ONE_PROCESS) -> dict:
     """Train (or resume) in the opened run directory ``rd`` and write ``results.json``, the
-    checkpoint and the plots there."""
+    checkpoint and the plots there (``log``: where progress goes, default: printed unless
+    ``rd.quiet``; ``dp``: the data-parallel hooks of this rank, see the module docstring)."""
     assert isinstance(rd.cfg, OlfactionConfig)
     cfg = rd.cfg.resolved()
     out = rd.path
+    set_threads(cfg.run.threads)
+    if log is None:
 
-    def log(msg: str) -> None:
-        if not rd.quiet:
-            print(msg, flush=True)
+        def log(msg: str) -> None:
+            if not rd.quiet:
+                print(msg, flush=True)
 
     data = split_data(cfg)
-    trainer = Trainer(cfg)
+    trainer = Trainer(cfg, dp)
     hist: dict[str, list] = {
         "epoch": [],
         "train_loss": [],
@@ -164,9 +199,15 @@ def run_in(rd: RunDir) -> dict:
         hist = meta["history"]
         start_epoch = len(hist["epoch"])
         log(f"resuming {out} after epoch {start_epoch}")
+    if dp.world_size > 1:  # rank 0's state (fresh or resumed) on every rank
+        state = {k: v.detach().cpu().numpy() for k, v in trainer.tensors().items()}
+        state, hist = dp.broadcast((state, hist) if dp.is_main else None)
+        if not dp.is_main:
+            trainer.load(state)
+        start_epoch = len(hist["epoch"])
     n_train = len(data["x_train"])
     n_epochs = cfg.run.ann_epochs if cfg.run.mode == "ann" else cfg.run.epochs
-    with rd.interrupts() as stop:
+    with dp.interrupts(rd) as stop:
         for epoch in range(start_epoch, n_epochs):
             t0 = time.perf_counter()
             loss, train_acc = trainer.train_epoch(data["x_train"], data["y_train"], epoch)
@@ -186,6 +227,6 @@ def run_in(rd: RunDir) -> dict:
             rd.save_checkpoint("checkpoint", trainer.tensors(), {"history": hist})
             stop.check()
     results = rd.write_results(report.summarise(cfg, trainer, hist, n_train), engine="olfaction-closed-form")
-    if cfg.run.plots:
+    if cfg.run.plots and dp.is_main:
         report.make_plots(cfg, trainer, hist, data, out, results)
     return results

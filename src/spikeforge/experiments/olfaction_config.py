@@ -42,6 +42,9 @@ class OlfactionRunParams(Params):
     eval_batch: int = Field(1000, ge=1)
     cache_dir: str | None = Field(None, description="data cache (None: $SPIKEFORGE_OLFACTION_CACHE or ~/.cache)")
     plots: bool = Field(True, description="write the figures")
+    dtype: Literal["float32", "float64"] = Field(
+        "float32", description="float64: for exactness checks (e.g. data-parallel vs one process)"
+    )
 
 
 def _experiment_model() -> OlfactionNetParams:

@@ -26,20 +26,28 @@ PyTorch autograd on the same step.
 Sign constraint (blocks after the first): ``"abs"`` uses ``|W|`` in the forward pass (Wang et al.,
 ``torchmodel.Layer.effective_weight``; the gradient is multiplied by ``sign(W)``), ``"overwrite"``
 replaces ``W`` by ``|W|`` after each update (vgp23), ``"none"``.
+
+Data-parallel training (``net.data_parallel``, a :class:`~.tha_nets.BatchShard` of this rank's
+rows of the batch): random draws are this rank's rows of the whole batch's draw, and before every
+optimizer step the gradients (means over the rank's rows) and the STDP updates (batch means too)
+become the whole batch's means in one all-reduce, so the ranks compute what one process computes.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from pydantic import Field, model_validator
 
 from ..config import Params
 from ..neurons.olfaction_lif import CubaLIFParams, DecolleLIFParams
-from ..plasticity.pair_stdp import CycleState, PairSTDPParams, stdp_update
+from ..plasticity.pair_stdp import CycleState, PairSTDPParams, apply_stdp, stdp_update
 from ..surrogate import get_surrogate
+
+if TYPE_CHECKING:
+    from .tha_nets import BatchShard
 
 
 class OlfactionNetParams(Params):
@@ -144,6 +152,19 @@ class OlfactionNet:
         self.out_w = (torch.rand(p.n_class, sizes[-1], generator=generator) * 2 - 1) * a
         self.out_b = torch.zeros(p.n_class)
         self.surrogate = get_surrogate(*self._surr())
+        self.data_parallel: BatchShard | None = None  # set by data-parallel training (module docstring)
+
+    def to_dtype(self, dtype: torch.dtype) -> OlfactionNet:
+        """Every tensor in ``dtype`` (before :meth:`make_optimizer`)."""
+        self.weights = [w.to(dtype) for w in self.weights]
+        self.biases = [x.to(dtype) for x in self.biases]
+        self.readouts = {b: g.to(dtype) for b, g in self.readouts.items()}
+        self.out_w, self.out_b = self.out_w.to(dtype), self.out_b.to(dtype)
+        return self
+
+    def _draw(self, fn, shape, generator, dtype=None) -> torch.Tensor:
+        dp = self.data_parallel
+        return fn(shape, generator=generator, dtype=dtype) if dp is None else dp.draw(fn, shape, generator, dtype)
 
     def _surr(self):
         q = self.p.cuba if self.p.neuron == "cuba" else self.p.decolle_lif
@@ -184,7 +205,7 @@ class OlfactionNet:
             st[1] = v * (1 - s) if p.input_reset == "zero" else v - p.input_threshold * s
             return s
         prob = (p.input_gain * x).clamp(0.0, 1.0)
-        return (torch.rand(prob.shape, generator=generator, dtype=prob.dtype) < prob).to(prob.dtype)
+        return (self._draw(torch.rand, prob.shape, generator, prob.dtype) < prob).to(prob.dtype)
 
     @torch.no_grad()
     def run_batch(
@@ -206,9 +227,9 @@ class OlfactionNet:
         learn = optimizer is not None
         if x.shape[1] != p.layer_sizes[0]:
             raise ValueError(f"input has {x.shape[1]} receptors but layer_sizes[0] = {p.layer_sizes[0]}")
-        B = x.shape[0]
+        B, x = x.shape[0], x.to(self.out_w.dtype)
         if p.noise_std > 0:
-            x = x + p.noise_std * torch.randn(x.shape, generator=generator)
+            x = x + p.noise_std * self._draw(torch.randn, x.shape, generator)
         sizes, nb = p.layer_sizes, p.n_blocks
         zeros = [torch.zeros(B, n, dtype=x.dtype) for n in sizes]
         inp = [zeros[0].clone(), zeros[0].clone()]
@@ -293,9 +314,16 @@ class OlfactionNet:
                 if n_upd == 1:
                     first_loss = loss_sum
                 assert optimizer is not None
+                dws = {
+                    b: stdp_update(self.weights[b], spikes[b], spikes[b + 1], t - p.burn_in, cycles[b], p.stdp, False)
+                    for b in self.stdp_set
+                }
+                if self.data_parallel is not None:  # the whole batch's means (one all-reduce)
+                    grads = [q.grad for group in optimizer.param_groups for q in group["params"]]
+                    self.data_parallel.mean_over_batch([*grads, *dws.values()])
                 optimizer.step()
-                for b in self.stdp_set:
-                    stdp_update(self.weights[b], spikes[b], spikes[b + 1], t - p.burn_in, cycles[b], p.stdp)
+                for b, dw in dws.items():
+                    apply_stdp(self.weights[b], dw, p.stdp)
                 if p.sign_constraint == "overwrite":
                     for b in range(1, nb):
                         self.weights[b].abs_()

@@ -7,6 +7,9 @@ the ORNs (``ORN_NOISE_STD = 0.1``); PN->KC weights below ``kc_prune_threshold`` 
 zeroed in the forward pass; batch norm before the KC ReLU; KC bias initialised to -1; a linear
 output layer with bias; cross-entropy; Adam (lr 1e-4). Initial weights U(low, 4/n_in) with
 ``low`` the prune threshold for PN->KC (``initial_pn2kc = 4/N_PN``).
+
+Data-parallel training (``net.data_parallel``, a :class:`~.tha_nets.BatchShard`): the noise is this
+rank's rows of the whole batch's draw and the batch norm takes the whole batch's statistics.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pydantic import Field
 from torch import nn
 
 from ..config import Params
+from .tha_nets import BatchShard
 
 
 class WangANNParams(Params):
@@ -88,6 +92,7 @@ class WangANN(nn.Module):
             a = 1.0 / sizes[-1] ** 0.5
             self.out.weight.uniform_(-a, a, generator=generator)
             self.out.bias.zero_()
+        self.data_parallel: BatchShard | None = None  # set by data-parallel training (module docstring)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         return self.out(self.activities(x, generator)[-1])
@@ -97,13 +102,21 @@ class WangANN(nn.Module):
         h, acts = x, []
         for b, layer in enumerate(self.blocks):
             h = layer(h)
+            dp = self.data_parallel
             if b == len(self.blocks) - 1:
-                h = self.kc_norm(h)
+                if dp is not None and self.training and isinstance(self.kc_norm, nn.BatchNorm1d):
+                    h = dp.batch_norm(h, self.kc_norm)
+                else:
+                    h = self.kc_norm(h)
             h = torch.relu(h)
             if b == 0 and self.p.orn_noise_std > 0:
                 # Wang's FullModel.forward: added to the ORN layer's output (after its ReLU, so an ORN
                 # can be negative), in training and evaluation alike
-                h = h + self.p.orn_noise_std * torch.randn(h.shape, generator=generator)
+                if dp is None:
+                    z = torch.randn(h.shape, generator=generator, dtype=h.dtype)
+                else:  # this rank's rows of the whole batch's draw
+                    z = dp.draw(torch.randn, h.shape, generator, h.dtype)
+                h = h + self.p.orn_noise_std * z
             acts.append(h)
         return acts
 

@@ -180,7 +180,8 @@ class BatchShard:
     :class:`THAMnistNet` in training mode has one (``net.data_parallel``), its batch norms take
     their statistics over the whole batch (all-reduced, as ``SyncBatchNorm``) and its dropout
     masks are this shard's rows of the mask one process would draw for the whole batch, so every
-    rank draws the same numbers from the (identically seeded) default generator."""
+    rank draws the same numbers from the (identically seeded) default generator. The olfaction
+    networks use it the same way (:meth:`draw`, :meth:`mean_over_batch`, :meth:`batch_norm`)."""
 
     group: Any
     start: int = 0
@@ -194,6 +195,44 @@ class BatchShard:
         keep = torch.empty(num_steps * self.global_size, k, dtype=x.dtype, device=x.device).bernoulli_(1.0 - p)
         keep = keep.div_(1.0 - p).view(num_steps, self.global_size, k)[:, self.start : self.start + self.size]
         return x * keep.reshape(-1, k)
+
+    def draw(self, fn: Any, shape: tuple[int, ...], generator=None, dtype=None) -> torch.Tensor:
+        """``fn(shape)`` (``torch.rand``, ``torch.randn``; ``shape[0]``: this shard's rows) as this
+        shard's rows of the draw one process makes for the whole batch."""
+        whole = fn((self.global_size, *shape[1:]), generator=generator, dtype=dtype)
+        return whole[self.start : self.start + self.size]
+
+    def all_sum(self, tensors: list[torch.Tensor], scale: float = 1.0) -> None:
+        """In place: every tensor (times ``scale``) summed over the ranks, in one all-reduce of
+        all of them flattened."""
+        import torch.distributed as dist
+
+        flat = torch.cat([t.reshape(-1) for t in tensors])
+        if scale != 1.0:
+            flat.mul_(scale)
+        dist.all_reduce(flat, group=self.group)
+        offset = 0
+        for t in tensors:
+            t.copy_(flat[offset : offset + t.numel()].view_as(t))
+            offset += t.numel()
+
+    def mean_over_batch(self, tensors: list[torch.Tensor]) -> None:
+        """In place: tensors that are means over this shard's rows become the means over the whole
+        batch (each rank's weighted by its share of the rows; one all-reduce)."""
+        self.all_sum(tensors, self.size / self.global_size)
+
+    def batch_norm(self, y: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm, steps: int = 1) -> torch.Tensor:
+        """Training-mode batch norm of ``y [size, C]`` (this shard's rows) with the statistics of
+        the whole batch (``SyncBatchNorm``'s forward and backward); ``bn``'s running statistics get
+        ``steps`` momentum updates with the same statistics at once."""
+        out, mean, var, n = _SyncBNPerStep.apply(y[None], bn.weight, bn.bias, bn.eps, self.group)
+        with torch.no_grad():
+            m_eff = 1.0 - (1.0 - bn.momentum) ** steps
+            n = float(n)
+            bn.running_mean.mul_(1.0 - m_eff).add_(mean.reshape(-1), alpha=m_eff)
+            bn.running_var.mul_(1.0 - m_eff).add_(var.reshape(-1), alpha=m_eff * n / max(n - 1.0, 1.0))
+            bn.num_batches_tracked.add_(steps)
+        return out[0]
 
 
 class THAMnistNet(nn.Module):
@@ -281,14 +320,7 @@ class THAMnistNet(nn.Module):
     def _bn_static_sync(self, x: torch.Tensor, bn: nn.BatchNorm2d, T: int, shard: BatchShard) -> torch.Tensor:
         """:meth:`_bn_static` in training mode, statistics over the whole batch of ``shard.group``."""
         b, c, h, w = x.shape
-        y = x.permute(0, 2, 3, 1).reshape(1, b * h * w, c)
-        out, mean, var, n = _SyncBNPerStep.apply(y, bn.weight, bn.bias, bn.eps, shard.group)
-        with torch.no_grad():
-            m_eff = 1.0 - (1.0 - bn.momentum) ** T
-            n = float(n)
-            bn.running_mean.mul_(1.0 - m_eff).add_(mean.reshape(-1), alpha=m_eff)
-            bn.running_var.mul_(1.0 - m_eff).add_(var.reshape(-1), alpha=m_eff * n / max(n - 1.0, 1.0))
-            bn.num_batches_tracked.add_(T)
+        out = shard.batch_norm(x.permute(0, 2, 3, 1).reshape(b * h * w, c), bn, T)
         return out.reshape(b, h, w, c).permute(0, 3, 1, 2)
 
     def _bn_per_step(self, y: torch.Tensor, bn: nn.BatchNorm2d, shard: BatchShard | None = None) -> torch.Tensor:

@@ -180,9 +180,12 @@ def stdp_update(
     t: int,
     state: CycleState,
     p: PairSTDPParams,
+    apply: bool = True,
 ) -> torch.Tensor:
     """Apply one step of STDP in place to ``weight`` [n_post, n_pre] (CPU float32) from spikes
-    ``pre`` [B, n_pre] and ``post`` [B, n_post] at step ``t``; returns the batch-mean ``dw``."""
+    ``pre`` [B, n_pre] and ``post`` [B, n_post] at step ``t``; returns the batch-mean ``dw``.
+    ``apply=False``: only returns it (``state`` advances); :func:`apply_stdp` applies it later
+    (data-parallel training averages it over the ranks first)."""
     batch = pre.shape[0]
     if p.rule == "cycle":
         w_np = np.ascontiguousarray(weight.detach().cpu().numpy().T)
@@ -222,8 +225,14 @@ def stdp_update(
         dw_t = (ltp - ltd) / batch
         state.x_pre[:] = xp.cpu().numpy()
         state.x_post[:] = (xo * math.exp(-1.0 / p.tau_minus_steps) + so).cpu().numpy()
+    if apply:
+        apply_stdp(weight, dw_t, p)
+    return dw_t
+
+
+def apply_stdp(weight: torch.Tensor, dw: torch.Tensor, p: PairSTDPParams) -> None:
+    """``weight += dw`` in place, then the bounds (``"clip"``)."""
     with torch.no_grad():
-        weight += dw_t.to(weight.dtype)
+        weight += dw.to(weight.dtype)
         if p.bounds == "clip":
             weight.clamp_(p.w_min, p.w_max)
-    return dw_t

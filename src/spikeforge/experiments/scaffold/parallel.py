@@ -199,6 +199,36 @@ class Job:
     """``preflight(args)``: the batch size the run will use, checked before any worker starts"""
 
 
+def add_nproc_argument(parser, command: str) -> None:
+    """``--nproc-per-node P`` of ``spikeforge COMMAND`` (``command``, e.g. ``"tha mnist"``)."""
+    from .cli import positive_int
+
+    parser.add_argument(
+        "--nproc-per-node",
+        type=positive_int,
+        metavar="P",
+        help="train data-parallel in P processes on this machine, each on batch_size / P examples of "
+        "every batch, through torchrun's launcher; for several machines run `torchrun --nnodes N "
+        f"--nproc-per-node P ... -m spikeforge.cli.main {command} ...` instead (default: one process)",
+    )
+
+
+def run_command(args, job: Job) -> int:
+    """The command of ``job``: as a torchrun worker (when this process is one), data-parallel in
+    ``args.nproc_per_node`` processes (when given), else in this process. Returns the exit status."""
+    if in_worker():  # started by torchrun (or by --nproc-per-node below)
+        return run_worker(args, job)
+    if getattr(args, "nproc_per_node", None) is not None and not getattr(args, "show_config", False):
+        return launch(args, args.nproc_per_node, job)
+    rd = job.start(args)
+    if rd is None:
+        return 0
+    with rd:
+        res = job.train(rd, print if not args.quiet else rd.log)
+    job.report(rd, res)
+    return 0
+
+
 def run_worker(args, job: Job) -> int:
     """One rank of ``job`` (see :class:`Job`)."""
     import torch.distributed as dist
