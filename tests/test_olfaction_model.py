@@ -166,3 +166,32 @@ def test_decolle_neuron_and_bernoulli_encoding_run():
 def test_bad_input_errors(bad, match):
     with pytest.raises(ConfigError, match=match):
         OlfactionNetParams.from_dict(bad)
+
+
+def test_sgd_divides_the_step_gradient_by_the_update_steps():
+    """With ``sgd`` one presentation (``steps - burn_in`` online steps) moves the weights by about
+    ``lr`` times the time-averaged gradient: each step uses ``lr / (steps - burn_in)``."""
+    p = OlfactionNetParams(layer_sizes=[6, 20, 8, 30], n_class=3, steps=10, burn_in=4, input_gain=1.0)
+    opt = OlfactionNet(p, torch.Generator().manual_seed(0)).make_optimizer("sgd", 0.6)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1) and opt.param_groups[0]["base_lr"] == pytest.approx(0.1)
+    p1 = p.replace(steps=5)  # a single update step: w <- w - lr g
+    x, y = torch.rand(4, 6), torch.tensor([0, 1, 2, 0])
+    ref = OlfactionNet(p1, torch.Generator().manual_seed(0))
+    cap = _Capture(ref.trainable())
+    ref.run_batch(x, y, cap, torch.Generator().manual_seed(0))
+    net = OlfactionNet(p1, torch.Generator().manual_seed(0))
+    net.run_batch(x, y, net.make_optimizer("sgd", 0.6), torch.Generator().manual_seed(0))
+    for before, after, g in zip(ref.trainable(), net.trainable(), cap.grads):
+        assert torch.allclose(after, before - 0.6 * g, atol=1e-6)
+
+
+def test_counts_are_the_spikes_after_the_burn_in():
+    p = OlfactionNetParams(layer_sizes=[6, 20, 8, 30], n_class=3, steps=12, burn_in=4, input_gain=1.0, init_scale=1.0)
+    net = OlfactionNet(p, torch.Generator().manual_seed(0))
+    res = net.run_batch(torch.rand(5, 6), counts=True, record=True)
+    assert [tuple(c.shape) for c in res["counts"]] == [(5, 6), (5, 20), (5, 8), (5, 30)]
+    for c, r in zip(res["counts"], res["rates"]):
+        assert float(c.mean()) / 8 == pytest.approx(r, rel=1e-5)
+    sample0 = [sum(step[l] for step in res["record"][4:]) for l in range(4)]
+    for c, s in zip(res["counts"], sample0):
+        assert torch.equal(c[0], s)

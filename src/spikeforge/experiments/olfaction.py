@@ -112,7 +112,7 @@ class Trainer:
         if r.mode != "ann":
             scale = 0.5 * (1 + math.cos(math.pi * epoch / r.epochs)) if r.lr_schedule == "cosine" else 1.0
             for group in self.opt.param_groups:
-                group["lr"] = r.lr * scale
+                group["lr"] = group.get("base_lr", r.lr) * scale
         order = np.random.default_rng([r.seed, epoch]).permutation(len(x))
         g = torch.Generator().manual_seed(r.seed * 100003 + epoch)
         correct, loss_sum, n_batches = 0, 0.0, 0

@@ -31,7 +31,7 @@ class OlfactionRunParams(Params):
     ann_pn2kc_lr: float = Field(
         0.0, ge=0, description="ANN learning rate of the PN->KC block (Wang's optional pn2kc_lr; 0: ann_lr)"
     )
-    optimizer: Literal["adam", "adamax"] = "adam"
+    optimizer: Literal["adam", "adamax", "sgd"] = "adam"
     lr_schedule: Literal["constant", "cosine"] = Field(
         "cosine", description="spiking modes: lr * (1 + cos(pi * epoch / epochs)) / 2 per epoch"
     )
@@ -49,8 +49,8 @@ class OlfactionRunParams(Params):
 
 def _experiment_model() -> OlfactionNetParams:
     """The network of the experiment: the building blocks' published defaults, except the choices
-    measured in docs/olfaction.md (subtractive reset in the hidden layers)."""
-    return OlfactionNetParams(cuba=CubaLIFParams(reset="subtract"))
+    measured in docs/olfaction.md (subtractive reset in the hidden layers, local readout amplitude 4)."""
+    return OlfactionNetParams(cuba=CubaLIFParams(reset="subtract"), readout_ampl=4.0)
 
 
 class OlfactionConfig(Params):

@@ -215,12 +215,14 @@ class OlfactionNet:
         optimizer: torch.optim.Optimizer | None = None,
         generator: torch.Generator | None = None,
         record: bool = False,
+        counts: bool = False,
     ) -> dict:
         """Present a batch ``x`` [B, n_or] for ``steps`` steps. With ``optimizer`` (and labels ``y``)
         the DECOLLE blocks and the output readout are updated at every step after the burn-in and
         the STDP blocks by their rule; without it the network is only run. Returns ``logits`` (the
         output readout summed over the steps after the burn-in), ``loss`` (mean total loss per
-        update step), per-layer spike ``rates`` and, with ``record``, the spikes of sample 0."""
+        update step), per-layer spike ``rates``, with ``record`` the spikes of sample 0 and with
+        ``counts`` every layer's spike counts after the burn-in (``[B, n]`` per layer)."""
         p = self.p
         learn = optimizer is not None
         if x.shape[1] != p.layer_sizes[0]:
@@ -244,6 +246,7 @@ class OlfactionNet:
         cycles = {b: CycleState(B, sizes[b], sizes[b + 1]) for b in self.stdp_set} if learn else {}
         logits = torch.zeros(B, p.n_class, dtype=x.dtype)
         rate_sums = [torch.zeros((), dtype=torch.float64, device=x.device) for _ in sizes]  # no sync per step
+        count_sums = [z.clone() for z in zeros] if counts else []
         loss_sum, n_upd, rec, first_loss = 0.0, 0, [], None
         c, dl = p.cuba, p.decolle_lif
         lam = math.exp(-1.0 / p.readout_tau_steps) if p.readout_tau_steps > 0 else 0.0
@@ -298,6 +301,8 @@ class OlfactionNet:
                 logits += out
                 for l, s in enumerate(spikes):
                     rate_sums[l] += s.mean().double()
+                    if counts:
+                        count_sums[l] += s
             if record:
                 rec.append([s[0].clone() for s in spikes])
             if update:
@@ -327,10 +332,21 @@ class OlfactionNet:
         res["rates"] = [float(r) / n_after for r in rate_sums]
         if record:
             res["record"] = rec
+        if counts:
+            res["counts"] = count_sums
         return res
 
     def make_optimizer(self, kind: str, lr: float) -> torch.optim.Optimizer:
+        """``adam``, ``adamax`` or ``sgd`` (momentum 0.9; with ``sgd`` every step's gradient is
+        divided by the number of update steps, so ``lr`` is per presentation of a batch)."""
         params = self.trainable()
-        if kind == "adamax":
-            return torch.optim.Adamax(params, lr=lr, betas=(0.0, 0.95))
-        return torch.optim.Adam(params, lr=lr)
+        opt: torch.optim.Optimizer
+        if kind == "sgd":
+            opt = torch.optim.SGD(params, lr=lr / (self.p.steps - self.p.burn_in), momentum=0.9)
+        elif kind == "adamax":
+            opt = torch.optim.Adamax(params, lr=lr, betas=(0.0, 0.95))
+        else:
+            opt = torch.optim.Adam(params, lr=lr)
+        for group in opt.param_groups:
+            group["base_lr"] = group["lr"]  # what a learning-rate schedule scales
+        return opt
