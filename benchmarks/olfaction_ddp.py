@@ -37,7 +37,7 @@ def worker(args) -> None:
     from spikeforge.experiments.olfaction import ONE_PROCESS, SPEC, Trainer, split_data
     from spikeforge.experiments.scaffold import resolve_config
     from spikeforge.experiments.scaffold.parallel import Ranks
-    from spikeforge.models.tha_nets import BatchShard
+    from spikeforge.models.data_parallel import BatchShard
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo")

@@ -8,7 +8,7 @@ preset), ``[model]`` (:class:`..models.olfaction.OlfactionNetParams`) and ``[ann
 
 Data parallel (``olfaction run --nproc-per-node P``; ``dp``: the rank's hooks of
 :mod:`.scaffold.parallel`): every batch (training and evaluation) is split between the ranks, the
-random draws are the rank's rows of the whole batch's (:class:`~..models.tha_nets.BatchShard`), the
+random draws are the rank's rows of the whole batch's (:class:`~..models.data_parallel.BatchShard`), the
 gradients and STDP updates are averaged over the whole batch before every optimizer step, rank 0's
 state (fresh or resumed) is broadcast at the start and only rank 0 writes; so ``P`` ranks train what
 one process trains (to float rounding).
@@ -24,9 +24,9 @@ import torch
 
 from ..config import ConfigError
 from ..data import olfaction as odata
+from ..models.data_parallel import BatchShard
 from ..models.olfaction import OlfactionNet
 from ..models.olfaction_ann import WangANN
-from ..models.tha_nets import BatchShard
 from . import olfaction_report as report
 from .olfaction_config import KC_SIZES, MODES, SPEC, OlfactionConfig
 from .scaffold import RunDir, set_threads

@@ -27,7 +27,7 @@ Sign constraint (blocks after the first): ``"abs"`` uses ``|W|`` in the forward 
 ``torchmodel.Layer.effective_weight``; the gradient is multiplied by ``sign(W)``), ``"overwrite"``
 replaces ``W`` by ``|W|`` after each update (vgp23), ``"none"``.
 
-Data-parallel training (``net.data_parallel``, a :class:`~.tha_nets.BatchShard` of this rank's
+Data-parallel training (``net.data_parallel``, a :class:`~.data_parallel.BatchShard` of this rank's
 rows of the batch): random draws are this rank's rows of the whole batch's draw, and before every
 optimizer step the gradients (means over the rank's rows) and the STDP updates (batch means too)
 become the whole batch's means in one all-reduce, so the ranks compute what one process computes.
@@ -47,7 +47,7 @@ from ..plasticity.pair_stdp import CycleState, PairSTDPParams, apply_stdp, stdp_
 from ..surrogate import get_surrogate
 
 if TYPE_CHECKING:
-    from .tha_nets import BatchShard
+    from .data_parallel import BatchShard
 
 
 class OlfactionNetParams(Params):

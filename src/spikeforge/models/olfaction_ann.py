@@ -8,7 +8,7 @@ zeroed in the forward pass; batch norm before the KC ReLU; KC bias initialised t
 output layer with bias; cross-entropy; Adam (lr 1e-4). Initial weights U(low, 4/n_in) with
 ``low`` the prune threshold for PN->KC (``initial_pn2kc = 4/N_PN``).
 
-Data-parallel training (``net.data_parallel``, a :class:`~.tha_nets.BatchShard`): the noise is this
+Data-parallel training (``net.data_parallel``, a :class:`~.data_parallel.BatchShard`): the noise is this
 rank's rows of the whole batch's draw and the batch norm takes the whole batch's statistics.
 """
 
@@ -19,7 +19,7 @@ from pydantic import Field
 from torch import nn
 
 from ..config import Params
-from .tha_nets import BatchShard
+from .data_parallel import BatchShard
 
 
 class WangANNParams(Params):

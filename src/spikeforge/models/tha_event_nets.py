@@ -30,7 +30,8 @@ from torch import nn
 from ..config import ConfigError, Params
 from ..neurons.leaky import Leaky, LeakyParams, check_surrogate_name, leaky_multistep, leaky_step
 from ..synapses.binarized import BinaryConv2d, BinaryLinear, binarize
-from .tha_nets import BatchShard, pooled_sizes
+from .data_parallel import BatchShard
+from .tha_nets import pooled_sizes
 
 
 class _LIFNetParams(Params):
@@ -97,7 +98,7 @@ class _EventNet(nn.Module):
 
     def _dropout(self, x: torch.Tensor, p: float) -> torch.Tensor:
         """Dropout of ``x [T, B, K]`` (a mask per step); data parallel: this rank's rows of the
-        whole batch's mask, as :class:`~spikeforge.models.tha_nets.BatchShard` draws it."""
+        whole batch's mask, as :class:`~spikeforge.models.data_parallel.BatchShard` draws it."""
         shard = self.data_parallel if self.training else None
         if shard is None or p == 0:
             return F.dropout(x, p, self.training)

@@ -8,7 +8,7 @@ interrupts are :mod:`spikeforge.experiments.scaffold.parallel` (shared with ``ol
 * **the global batch is the configured one**: each of ``W`` ranks takes its slice of the batch
   one process would take (the batch size must be divisible by ``W``; the last, shorter batch of
   an epoch is split as evenly as it goes, each rank's loss weighted by its share);
-* **batch norm is synchronised** (:class:`~spikeforge.models.tha_nets.BatchShard`): per-step
+* **batch norm is synchronised** (:class:`~spikeforge.models.data_parallel.BatchShard`): per-step
   statistics over the whole batch, as one process computes them, and the matching backward;
 * **randomness is shared**: every rank seeds the same generators, draws the whole batch's
   permutation and dropout masks and uses its own rows, so ``W`` ranks train the same network as
@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from ...config import ConfigError
-from ...models.tha_nets import BatchShard
+from ...models.data_parallel import BatchShard
 from ..scaffold.parallel import OneProcess, Ranks
 
 
