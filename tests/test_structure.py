@@ -128,7 +128,8 @@ def _tracked_text_files() -> list[pathlib.Path]:
     found = []
     for p in root.rglob("*"):
         rel = p.relative_to(root).parts
-        if p.is_file() and p.suffix in suffixes and not (set(rel[:-1]) & skip) and not rel[0].startswith(".venv"):
+        hidden_or_env = any(part.startswith(".") or part == "site-packages" for part in rel[:-1])
+        if p.is_file() and p.suffix in suffixes and not (set(rel[:-1]) & skip) and not hidden_or_env:
             found.append(p)
     return found
 
