@@ -108,16 +108,17 @@ class OlfactionNetParams(Params):
         return {i % self.n_blocks for i in self.stdp_block_idx}
 
 
-def _loss_grad(r: torch.Tensor, y: torch.Tensor, onehot: torch.Tensor, kind: str) -> tuple[torch.Tensor, float]:
-    """``(dL/dr, L)`` for one step, mean reduction (over the batch; SmoothL1: over all elements)."""
+def _loss_grad(r: torch.Tensor, y: torch.Tensor, onehot: torch.Tensor, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(dL/dr, L)`` for one step, mean reduction (over the batch; SmoothL1: over all elements); ``L``
+    stays a tensor so that the step loop does not wait for the device."""
     if kind == "cross_entropy":
         logp = torch.log_softmax(r, 1)
         loss = -logp.gather(1, y[:, None]).mean()
-        return (logp.exp() - onehot) / r.shape[0], float(loss)
+        return (logp.exp() - onehot) / r.shape[0], loss
     d = r - onehot
     ad = d.abs()
     loss = torch.where(ad < 1, 0.5 * d * d, ad - 0.5).mean()
-    return d.clamp(-1.0, 1.0) / d.numel(), float(loss)
+    return d.clamp(-1.0, 1.0) / d.numel(), loss
 
 
 def _reg_grad(u: torch.Tensor, reg: float) -> torch.Tensor:
@@ -247,7 +248,8 @@ class OlfactionNet:
         logits = torch.zeros(B, p.n_class, dtype=x.dtype)
         rate_sums = [torch.zeros((), dtype=torch.float64, device=x.device) for _ in sizes]  # no sync per step
         count_sums = [z.clone() for z in zeros] if counts else []
-        loss_sum, n_upd, rec, first_loss = 0.0, 0, [], None
+        loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)  # summed as tensors: no sync per step
+        n_upd, rec, first_loss = 0, [], None
         c, dl = p.cuba, p.decolle_lif
         lam = math.exp(-1.0 / p.readout_tau_steps) if p.readout_tau_steps > 0 else 0.0
         filt = [z.clone() for z in zeros]  # readout inputs: lam f + (1 - lam) s
@@ -295,7 +297,7 @@ class OlfactionNet:
                         gw = gw * torch.where(self.weights[b] < 0, -1.0, 1.0)
                     self.weights[b].grad = gw
                     self.biases[b].grad = du.sum(0) * e_bias
-                    loss_sum += lv
+                    loss_sum = loss_sum + lv.double()
             out = filt[-1] @ self.out_w.t() + self.out_b
             if t >= p.burn_in:
                 logits += out
@@ -309,7 +311,7 @@ class OlfactionNet:
                 dy, lv = _loss_grad(out, yy, onehot, p.loss)
                 self.out_w.grad = dy.t() @ filt[-1]
                 self.out_b.grad = dy.sum(0)
-                loss_sum += lv
+                loss_sum = loss_sum + lv.double()
                 n_upd += 1
                 if n_upd == 1:
                     first_loss = loss_sum
@@ -328,7 +330,11 @@ class OlfactionNet:
                     for b in range(1, nb):
                         self.weights[b].abs_()
         n_after = p.steps - p.burn_in
-        res = {"logits": logits, "loss": loss_sum / max(n_upd, 1), "first_loss": first_loss}
+        res = {
+            "logits": logits,
+            "loss": float(loss_sum) / max(n_upd, 1),
+            "first_loss": None if first_loss is None else float(first_loss),
+        }
         res["rates"] = [float(r) / n_after for r in rate_sums]
         if record:
             res["record"] = rec
