@@ -195,3 +195,34 @@ def test_counts_are_the_spikes_after_the_burn_in():
     sample0 = [sum(step[l] for step in res["record"][4:]) for l in range(4)]
     for c, s in zip(res["counts"], sample0):
         assert torch.equal(c[0], s)
+
+
+def test_sparse_stdp_block_keeps_its_synapses_and_homeostasis_moves_the_bias():
+    """``stdp_fan_in`` k: exactly k non-zero inputs per neuron of the STDP block, and STDP never
+    creates a synapse outside them; ``stdp_target_rate``: the bias falls while the neurons fire
+    above the target (here every KC fires at every step) by lr * (rate - target) per update step."""
+    p = OlfactionNetParams(
+        layer_sizes=[6, 20, 8, 30],
+        stdp_block_idx=[-1],
+        n_class=3,
+        steps=12,
+        burn_in=4,
+        input_gain=1.0,
+        init_scale=4.0,
+        stdp_fan_in=3,
+        stdp_target_rate=0.25,
+        homeostasis_lr=1e-3,
+        stdp={"a_plus": 1e-2, "a_minus": 1e-3, "w_max": 10.0, "ignore_zeros": False},
+    )
+    net = OlfactionNet(p, torch.Generator().manual_seed(0))
+    mask = net.masks[2]
+    assert torch.equal((net.weights[2] != 0).float(), mask) and torch.equal(mask.sum(1), torch.full((30,), 3.0))
+    assert 0 not in net.masks and 1 not in net.masks
+    before = net.weights[2].clone()
+    opt = net.make_optimizer("adam", 1e-3)
+    net.run_batch(torch.ones(4, 6), torch.tensor([0, 1, 2, 0]), opt, torch.Generator().manual_seed(0))
+    assert not torch.equal(before, net.weights[2])
+    assert torch.equal(net.weights[2] * (1 - mask), torch.zeros_like(mask))
+    # every KC spiked at every update step (drive far above threshold): bias = -8 * 1e-3 * 0.75
+    assert torch.allclose(net.biases[2], torch.full((30,), -8 * 1e-3 * 0.75), atol=1e-6)
+    assert "mask2" in net.tensors()

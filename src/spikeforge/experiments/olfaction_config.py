@@ -11,6 +11,7 @@ from ..data import olfaction as odata
 from ..models.olfaction import OlfactionNetParams
 from ..models.olfaction_ann import WangANNParams
 from ..neurons.olfaction_lif import CubaLIFParams
+from ..plasticity.pair_stdp import PairSTDPParams
 from .scaffold import ExperimentSpec, Flag, nonneg_int, positive_int
 
 KC_SIZES = (50, 500, 2500, 5000)
@@ -49,8 +50,16 @@ class OlfactionRunParams(Params):
 
 def _experiment_model() -> OlfactionNetParams:
     """The network of the experiment: the building blocks' published defaults, except the choices
-    measured in docs/olfaction.md (subtractive reset in the hidden layers, local readout amplitude 4)."""
-    return OlfactionNetParams(cuba=CubaLIFParams(reset="subtract"), readout_ampl=4.0)
+    measured in docs/olfaction.md (subtractive reset in the hidden layers, local readout amplitude 4;
+    STDP blocks: 7 random inputs per neuron, a homeostatic threshold towards 0.1 spikes per step and
+    the weight bound at twice the largest initial weight)."""
+    return OlfactionNetParams(
+        cuba=CubaLIFParams(reset="subtract"),
+        readout_ampl=4.0,
+        stdp_fan_in=7,
+        stdp_target_rate=0.1,
+        stdp=PairSTDPParams(w_max=0.15),
+    )
 
 
 class OlfactionConfig(Params):

@@ -81,6 +81,13 @@ class OlfactionNetParams(Params):
     bias: bool = Field(True, description="trainable bias in DECOLLE blocks")
     sign_constraint: Literal["abs", "overwrite", "none"] = "abs"
     noise_std: float = Field(0.0, ge=0.0, description="additive Gaussian receptor noise")
+    stdp_fan_in: int = Field(
+        0, ge=0, description="STDP blocks: inputs per neuron, drawn at random (0: dense); STDP keeps the others at 0"
+    )
+    stdp_target_rate: float = Field(
+        0.0, ge=0.0, le=1.0, description="STDP blocks: homeostatic bias towards this rate, spikes/step (0: off)"
+    )
+    homeostasis_lr: float = Field(1e-3, ge=0.0, description="bias change per update step and unit of rate error")
     stdp: PairSTDPParams = Field(default_factory=PairSTDPParams)
 
     @model_validator(mode="after")
@@ -138,12 +145,18 @@ class OlfactionNet:
         self.weights: list[torch.Tensor] = []
         self.biases: list[torch.Tensor] = []
         self.readouts: dict[int, torch.Tensor] = {}
+        self.masks: dict[int, torch.Tensor] = {}  # sparse STDP blocks: the synapses that exist
         for b in range(p.n_blocks):
             n_in, n_out = sizes[b], sizes[b + 1]
-            if b >= 1 and p.sign_constraint != "none":  # non-negative: U(0, 2 scale / n_in) (Wang-like)
-                w = torch.rand(n_out, n_in, generator=generator) * (2.0 * p.init_scale / n_in)
+            k = min(p.stdp_fan_in, n_in) if b in self.stdp_set and p.stdp_fan_in > 0 else n_in
+            if b >= 1 and p.sign_constraint != "none":  # non-negative: U(0, 2 scale / fan-in) (Wang-like)
+                w = torch.rand(n_out, n_in, generator=generator) * (2.0 * p.init_scale / k)
             else:
-                w = torch.randn(n_out, n_in, generator=generator) * (p.init_scale / math.sqrt(n_in))
+                w = torch.randn(n_out, n_in, generator=generator) * (p.init_scale / math.sqrt(k))
+            if k < n_in:  # k random inputs per neuron (the fly's K ~ 7 PNs per KC)
+                idx = torch.rand(n_out, n_in, generator=generator).argsort(dim=1)[:, :k]
+                self.masks[b] = torch.zeros(n_out, n_in).scatter_(1, idx, 1.0)
+                w = w * self.masks[b]
             self.weights.append(w)
             self.biases.append(torch.zeros(n_out))
             if b not in self.stdp_set:
@@ -160,6 +173,7 @@ class OlfactionNet:
         self.weights = [w.to(dtype) for w in self.weights]
         self.biases = [x.to(dtype) for x in self.biases]
         self.readouts = {b: g.to(dtype) for b, g in self.readouts.items()}
+        self.masks = {b: m.to(dtype) for b, m in self.masks.items()}
         self.out_w, self.out_b = self.out_w.to(dtype), self.out_b.to(dtype)
         return self
 
@@ -184,6 +198,7 @@ class OlfactionNet:
         d = {f"w{b}": w for b, w in enumerate(self.weights)}
         d.update({f"bias{b}": x for b, x in enumerate(self.biases)})
         d.update({f"readout{b}": g for b, g in self.readouts.items()})
+        d.update({f"mask{b}": m for b, m in self.masks.items()})
         d.update({"out_w": self.out_w, "out_b": self.out_b})
         return d
 
@@ -320,12 +335,17 @@ class OlfactionNet:
                     b: stdp_update(self.weights[b], spikes[b], spikes[b + 1], t - p.burn_in, cycles[b], p.stdp, False)
                     for b in self.stdp_set
                 }
+                homeo = {b: spikes[b + 1].mean(0) for b in self.stdp_set} if p.stdp_target_rate > 0 else {}
                 if self.data_parallel is not None:  # the whole batch's means (one all-reduce)
                     grads = [q.grad for group in optimizer.param_groups for q in group["params"]]
-                    self.data_parallel.mean_over_batch([*grads, *dws.values()])
+                    self.data_parallel.mean_over_batch([*grads, *dws.values(), *homeo.values()])
                 optimizer.step()
                 for b, dw in dws.items():
+                    if b in self.masks:
+                        dw = dw * self.masks[b]
                     apply_stdp(self.weights[b], dw, p.stdp)
+                for b, rate in homeo.items():  # a KC threshold that keeps the KCs sparse, not silent
+                    self.biases[b] -= p.homeostasis_lr * (rate - p.stdp_target_rate)
                 if p.sign_constraint == "overwrite":
                     for b in range(1, nb):
                         self.weights[b].abs_()
