@@ -226,3 +226,19 @@ def test_sparse_stdp_block_keeps_its_synapses_and_homeostasis_moves_the_bias():
     # every KC spiked at every update step (drive far above threshold): bias = -8 * 1e-3 * 0.75
     assert torch.allclose(net.biases[2], torch.full((30,), -8 * 1e-3 * 0.75), atol=1e-6)
     assert "mask2" in net.tensors()
+
+
+def test_readout_dropout_only_in_training():
+    """``readout_dropout`` changes the training updates but not the network's evaluation."""
+    kw = dict(layer_sizes=[6, 20, 8, 30], n_class=3, steps=12, burn_in=4, input_gain=1.0, init_scale=1.0)
+    x, y = torch.rand(4, 6, generator=torch.Generator().manual_seed(1)), torch.tensor([0, 1, 2, 0])
+    nets = [
+        OlfactionNet(OlfactionNetParams(readout_dropout=d, **kw), torch.Generator().manual_seed(0)) for d in (0, 0.5)
+    ]
+    ev = [n.run_batch(x)["logits"] for n in nets]
+    assert torch.equal(ev[0], ev[1])
+    for n in nets:
+        n.run_batch(x, y, n.make_optimizer("adam", 1e-2), torch.Generator().manual_seed(0))
+    for b in range(3):
+        assert not torch.equal(nets[0].weights[b], nets[1].weights[b])
+    assert not torch.equal(nets[0].out_w, nets[1].out_w)

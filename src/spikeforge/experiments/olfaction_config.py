@@ -50,12 +50,14 @@ class OlfactionRunParams(Params):
 
 def _experiment_model() -> OlfactionNetParams:
     """The network of the experiment: the building blocks' published defaults, except the choices
-    measured in docs/olfaction.md (subtractive reset in the hidden layers, local readout amplitude 4;
+    measured in docs/olfaction.md (subtractive reset in the hidden layers, local readout amplitude 4,
+    dropout 0.5 on the readouts' inputs in training;
     STDP blocks: 7 random inputs per neuron, a homeostatic threshold towards 0.1 spikes per step and
     the weight bound at twice the largest initial weight)."""
     return OlfactionNetParams(
         cuba=CubaLIFParams(reset="subtract"),
         readout_ampl=4.0,
+        readout_dropout=0.5,
         stdp_fan_in=7,
         stdp_target_rate=0.1,
         stdp=PairSTDPParams(w_max=0.15),

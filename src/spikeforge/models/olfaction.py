@@ -81,6 +81,9 @@ class OlfactionNetParams(Params):
     bias: bool = Field(True, description="trainable bias in DECOLLE blocks")
     sign_constraint: Literal["abs", "overwrite", "none"] = "abs"
     noise_std: float = Field(0.0, ge=0.0, description="additive Gaussian receptor noise")
+    readout_dropout: float = Field(
+        0.0, ge=0.0, lt=1.0, description="training: dropout on the inputs of every readout, fresh each step"
+    )
     stdp_fan_in: int = Field(
         0, ge=0, description="STDP blocks: inputs per neuron, drawn at random (0: dense); STDP keeps the others at 0"
     )
@@ -268,6 +271,7 @@ class OlfactionNet:
         c, dl = p.cuba, p.decolle_lif
         lam = math.exp(-1.0 / p.readout_tau_steps) if p.readout_tau_steps > 0 else 0.0
         filt = [z.clone() for z in zeros]  # readout inputs: lam f + (1 - lam) s
+        drop: list[torch.Tensor | float] = [1.0] * len(sizes)  # readout-input dropout masks (training)
         e_bias_i = e_bias_v = 0.0  # eligibility of a CUBA bias (a constant input): filtered ones
         for t in range(p.steps):
             update = learn and t >= p.burn_in
@@ -301,10 +305,13 @@ class OlfactionNet:
                     elig = e_i[b] if p.eligibility == "trace" else s_in
                 spikes.append(s)
                 filt[l] = lam * filt[l] + (1 - lam) * s if lam else s
+                if update and p.readout_dropout > 0 and (b not in self.stdp_set or l == nb):  # inverted dropout
+                    keep = self._draw(torch.rand, s.shape, generator, s.dtype) >= p.readout_dropout
+                    drop[l] = keep.to(s.dtype) / (1 - p.readout_dropout)
                 if update and b not in self.stdp_set:
                     g = self.readouts[b]
-                    dr, lv = _loss_grad(filt[l] @ g.t(), yy, onehot, p.loss)
-                    du = (dr @ g) * ((1 - lam) * self.surrogate.grad(u))
+                    dr, lv = _loss_grad((filt[l] * drop[l]) @ g.t(), yy, onehot, p.loss)
+                    du = (dr @ g) * drop[l] * ((1 - lam) * self.surrogate.grad(u))
                     if p.reg > 0:
                         du = du + _reg_grad(u, p.reg)
                     gw = du.t() @ elig
@@ -313,7 +320,7 @@ class OlfactionNet:
                     self.weights[b].grad = gw
                     self.biases[b].grad = du.sum(0) * e_bias
                     loss_sum = loss_sum + lv.double()
-            out = filt[-1] @ self.out_w.t() + self.out_b
+            out = (filt[-1] * drop[-1]) @ self.out_w.t() + self.out_b
             if t >= p.burn_in:
                 logits += out
                 for l, s in enumerate(spikes):
@@ -324,7 +331,7 @@ class OlfactionNet:
                 rec.append([s[0].clone() for s in spikes])
             if update:
                 dy, lv = _loss_grad(out, yy, onehot, p.loss)
-                self.out_w.grad = dy.t() @ filt[-1]
+                self.out_w.grad = dy.t() @ (filt[-1] * drop[-1])
                 self.out_b.grad = dy.sum(0)
                 loss_sum = loss_sum + lv.double()
                 n_upd += 1
