@@ -236,3 +236,22 @@ def test_cycle_kernel_matches_a_plain_per_synapse_loop(ignore_zeros):
     for t in range(T):
         stdp_update(w, torch.from_numpy(pre[t]).float(), torch.from_numpy(post[t]).float(), t, st, p)
     np.testing.assert_allclose(w.numpy(), _reference_cycles(pre, post, p), rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("rule", ["cycle", "trace"])
+def test_masked_stdp_equals_dense_stdp_on_the_existing_synapses(rule):
+    """A mask only skips synapses: each update cycle is per synapse, so the masked kernel gives the
+    dense kernel's updates on the synapses that exist and 0 elsewhere."""
+    rng = np.random.default_rng(5)
+    T, B, n_pre, n_post = 30, 3, 6, 9
+    pre = torch.from_numpy(rng.random((T, B, n_pre)) < 0.3).float()
+    post = torch.from_numpy(rng.random((T, B, n_post)) < 0.3).float()
+    mask = torch.from_numpy(rng.random((n_post, n_pre)) < 0.4).float()
+    p = PairSTDPParams(rule=rule, a_plus=1e-3, a_minus=7e-4, bounds="none", ignore_zeros=False)
+    states = [CycleState(B, n_pre, n_post), CycleState(B, n_pre, n_post)]
+    for t in range(T):
+        w = torch.full((n_post, n_pre), 0.5)
+        dense = stdp_update(w, pre[t], post[t], t, states[0], p, apply=False)
+        masked = stdp_update(w, pre[t], post[t], t, states[1], p, apply=False, mask=mask)
+        torch.testing.assert_close(masked, dense * mask, rtol=0, atol=0)
+    assert float(dense.abs().sum()) > 0

@@ -339,7 +339,16 @@ class OlfactionNet:
                     first_loss = loss_sum
                 assert optimizer is not None
                 dws = {
-                    b: stdp_update(self.weights[b], spikes[b], spikes[b + 1], t - p.burn_in, cycles[b], p.stdp, False)
+                    b: stdp_update(
+                        self.weights[b],
+                        spikes[b],
+                        spikes[b + 1],
+                        t - p.burn_in,
+                        cycles[b],
+                        p.stdp,
+                        False,
+                        self.masks.get(b),
+                    )
                     for b in self.stdp_set
                 }
                 homeo = {b: spikes[b + 1].mean(0) for b in self.stdp_set} if p.stdp_target_rate > 0 else {}
@@ -348,8 +357,6 @@ class OlfactionNet:
                     self.data_parallel.mean_over_batch([*grads, *dws.values(), *homeo.values()])
                 optimizer.step()
                 for b, dw in dws.items():
-                    if b in self.masks:
-                        dw = dw * self.masks[b]
                     apply_stdp(self.weights[b], dw, p.stdp)
                 for b, rate in homeo.items():  # a KC threshold that keeps the KCs sparse, not silent
                     self.biases[b] -= p.homeostasis_lr * (rate - p.stdp_target_rate)

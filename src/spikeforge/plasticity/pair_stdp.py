@@ -37,6 +37,7 @@ exponential traces, as the trace rules of :mod:`spikeforge.plasticity.stdp`):
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Literal
 
@@ -123,11 +124,17 @@ def _pair(dt, w, ap, am, tp, tm, soft, wmin, wmax):
 
 
 @numba.njit(cache=True)
-def _cycle_kernel(pre, post, t, last_pre, last_post, open_, n2, w, dw, ap, am, tp, tm, ignore0, soft, wmin, wmax):
+def _cycle_kernel(pre, post, t, last_pre, last_post, open_, n2, w, dw, ap, am, tp, tm, ignore0, soft, wmin, wmax, syn):
     """pre [B, n_pre] / post [B, n_post] uint8 spikes at step t; w, dw [n_pre, n_post] float32
     (transposed, so that the synapses of one pre neuron are contiguous); ``n2[b, i]`` counts the
     synapses of pre neuron i opened by their post neuron (when it is 0, a pre spike only has to
-    close the pairs with post neurons spiking now and can open the rest of its row at once)."""
+    close the pairs with post neurons spiking now and can open the rest of its row at once). The
+    synapses that exist, ``syn = (indptr, idx, has, cindptr, cidx)``: ``has [n_pre, n_post]`` uint8,
+    per pre neuron ``i`` its post neurons ``idx[indptr[i]:indptr[i + 1]]`` and per post neuron ``j``
+    its pre neurons ``cidx[cindptr[j]:cindptr[j + 1]]``, ascending (every one for a dense block); the
+    others are skipped (their cycles never open), which is what makes a sparse block cheap. Each
+    synapse's cycle is independent of the others', so the order of the loops does not matter."""
+    indptr, idx, has, cindptr, cidx = syn
     batch, n_pre = pre.shape
     n_post = post.shape[1]
     post_idx = np.empty(n_post, dtype=np.int64)
@@ -142,14 +149,18 @@ def _cycle_kernel(pre, post, t, last_pre, last_post, open_, n2, w, dw, ap, am, t
             if pre[b, i]:
                 last_pre[b, i] = t
                 if n2[b, i] == 0:  # no cycle opened by a post neuron: only same-step pairs close
-                    open_[b, i, :] = 1
+                    for q in range(indptr[i], indptr[i + 1]):
+                        open_[b, i, idx[q]] = 1
                     for k in range(n_sp):
                         j = post_idx[k]
+                        if not has[i, j]:
+                            continue
                         open_[b, i, j] = 0
                         if not ignore0:
                             dw[i, j] += _pair(0, w[i, j], ap, am, tp, tm, soft, wmin, wmax)
                 else:
-                    for j in range(n_post):
+                    for q in range(indptr[i], indptr[i + 1]):
+                        j = idx[q]
                         st = open_[b, i, j]
                         if post[b, j] or st == 2:  # closes with dt = last_post - t (0 if both now)
                             open_[b, i, j] = 0
@@ -159,9 +170,11 @@ def _cycle_kernel(pre, post, t, last_pre, last_post, open_, n2, w, dw, ap, am, t
                         else:
                             open_[b, i, j] = 1  # opens, or moves the start (last_pre is now t)
                     n2[b, i] = 0
-            else:  # only the synapses onto spiking post neurons change
-                for k in range(n_sp):
-                    j = post_idx[k]
+        for k in range(n_sp):  # silent pre neurons: only their synapses onto spiking post neurons change
+            j = post_idx[k]
+            for q in range(cindptr[j], cindptr[j + 1]):
+                i = cidx[q]
+                if not pre[b, i]:
                     st = open_[b, i, j]
                     if st == 1:
                         open_[b, i, j] = 0
@@ -173,6 +186,43 @@ def _cycle_kernel(pre, post, t, last_pre, last_post, open_, n2, w, dw, ap, am, t
                         n2[b, i] += 1
 
 
+Synapses = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _csr(has: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    rows, cols = np.nonzero(has)  # row-major: ascending column within each row
+    indptr = np.zeros(has.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=has.shape[0]), out=indptr[1:])
+    return indptr, cols.astype(np.int64)
+
+
+def _build_synapses(has: np.ndarray) -> Synapses:
+    return (*_csr(has), has, *_csr(np.ascontiguousarray(has.T)))
+
+
+@functools.lru_cache(maxsize=8)
+def _dense_synapses(n_pre: int, n_post: int) -> Synapses:
+    return _build_synapses(np.ones((n_pre, n_post), dtype=np.uint8))
+
+
+_MASKS: dict[int, tuple[torch.Tensor, Synapses]] = {}
+
+
+def _synapses(shape: tuple[int, int], mask: torch.Tensor | None) -> Synapses:
+    """The kernel's ``syn`` for a weight of ``shape`` [n_pre, n_post] (transposed); a mask's index
+    lists are built once per mask tensor (masks are fixed)."""
+    if mask is None:
+        return _dense_synapses(*shape)
+    hit = _MASKS.get(id(mask))
+    if hit is None or hit[0] is not mask:
+        has = np.ascontiguousarray(mask.detach().cpu().numpy().T != 0).astype(np.uint8)
+        hit = (mask, _build_synapses(has))
+        if len(_MASKS) >= 8:
+            _MASKS.clear()
+        _MASKS[id(mask)] = hit
+    return hit[1]
+
+
 def stdp_update(
     weight: torch.Tensor,
     pre: torch.Tensor,
@@ -181,11 +231,13 @@ def stdp_update(
     state: CycleState,
     p: PairSTDPParams,
     apply: bool = True,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Apply one step of STDP in place to ``weight`` [n_post, n_pre] (CPU float32) from spikes
     ``pre`` [B, n_pre] and ``post`` [B, n_post] at step ``t``; returns the batch-mean ``dw``.
     ``apply=False``: only returns it (``state`` advances); :func:`apply_stdp` applies it later
-    (data-parallel training averages it over the ranks first)."""
+    (data-parallel training averages it over the ranks first). ``mask`` [n_post, n_pre]: the
+    synapses that exist (non-zero); ``dw`` is 0 elsewhere."""
     batch = pre.shape[0]
     if p.rule == "cycle":
         w_np = np.ascontiguousarray(weight.detach().cpu().numpy().T)
@@ -208,6 +260,7 @@ def stdp_update(
             p.bounds == "soft",
             p.w_min,
             p.w_max,
+            _synapses(w_np.shape, mask),
         )
         dw_t = torch.from_numpy(dw.T).to(weight.device) / batch
     else:
@@ -223,6 +276,8 @@ def stdp_update(
             ltp = ltp * (p.w_max - weight)
             ltd = ltd * (weight - p.w_min)
         dw_t = (ltp - ltd) / batch
+        if mask is not None:
+            dw_t = dw_t * (mask != 0).to(dw_t.dtype)
         state.x_pre[:] = xp.cpu().numpy()
         state.x_post[:] = (xo * math.exp(-1.0 / p.tau_minus_steps) + so).cpu().numpy()
     if apply:
