@@ -49,7 +49,8 @@ def main(argv=None) -> int:
     s = eng.export_state()
     hw = hashlib.sha256(np.ascontiguousarray(s.weights).tobytes()).hexdigest()[:16]
     ht = hashlib.sha256(np.ascontiguousarray(s.theta).tobytes()).hexdigest()[:16]
-    print(f"N={a.n} K={a.k} {a.profile}: W {hw} theta {ht} counts {h_counts.hexdigest()[:16]} cpu {cpu * 1e3:.2f} ms/ex")
+    hc = h_counts.hexdigest()[:16]
+    print(f"N={a.n} K={a.k} {a.profile}: W {hw} theta {ht} counts {hc} cpu {cpu * 1e3:.2f} ms/ex")
     return 0
 
 
