@@ -42,16 +42,23 @@ def _clear(ring, slot):
 
 
 @njit(cache=False)
-def flat_offsets(ptr, idx, W, OFF, ring):
+def flat_offsets(ptr, idx, W, OFF, ring, row_stride, blocks):
+    """The engine's loop (``row_stride = N``), or the ring as [N / 8, 2 L * 8] (``blocks``, 8)."""
     flat = ring.reshape(ring.size)
     n = W.shape[1]
     for s in range(ptr.shape[0] - 1):
         slot = s & (L - 1)
         for k in range(ptr[s], ptr[s + 1]):
-            w, o, base = W[idx[k]], OFF[idx[k]], slot * n
+            w, o, base = W[idx[k]], OFF[idx[k]], slot * row_stride
             for j in range(n):
                 flat[base + o[j]] += w[j]
-        _clear(ring, slot)
+        if blocks:
+            for b in range(ring.shape[0]):
+                for jj in range(8):
+                    ring[b, slot * 8 + jj] = 0.0
+                    ring[b, (slot + L) * 8 + jj] = 0.0
+        else:
+            _clear(ring, slot)
 
 
 @njit(cache=False)
@@ -79,22 +86,6 @@ def by_delay(ptr, idx, W, perm, bst, ring, stored):
                 for q in range(bst[i, d], bst[i, d + 1]):
                     row[p[q]] += w[q] if stored else w[p[q]]
         _clear(ring, slot)
-
-
-@njit(cache=False)
-def blocks_of_8(ptr, idx, W, OFFB, ringb):
-    flat = ringb.reshape(ringb.size)
-    n = W.shape[1]
-    for s in range(ptr.shape[0] - 1):
-        slot = s & (L - 1)
-        for k in range(ptr[s], ptr[s + 1]):
-            w, o, base = W[idx[k]], OFFB[idx[k]], slot * 8
-            for j in range(n):
-                flat[base + o[j]] += w[j]
-        for b in range(ringb.shape[0]):
-            for jj in range(8):
-                ringb[b, slot, jj] = 0.0
-                ringb[b, slot + L, jj] = 0.0
 
 
 @njit(cache=False)
@@ -156,11 +147,11 @@ def size(n: int, repeats: int) -> None:
     idx = rng.integers(0, n_in, int(ptr[-1])).astype(np.int64)
     ring = lambda: np.zeros((2 * L, n))  # noqa: E731
     variants = {
-        "flat offsets (the engine)": (flat_offsets, (W, OFF, ring())),
+        "flat offsets (the engine)": (flat_offsets, (W, OFF, ring(), n, False)),
         "int8 delays": (int8_delays, (W, D.astype(np.int8), ring())),
         "by delay, W gathered": (by_delay, (W, perm, bst, ring(), False)),
         "by delay, W stored by delay": (by_delay, (Wp, perm, bst, ring(), True)),
-        "blocks of 8 neurons": (blocks_of_8, (W, OFFB, np.zeros(((n + 7) // 8, 2 * L, 8)))),
+        "blocks of 8 neurons": (flat_offsets, (W, OFFB, np.zeros(((n + 7) // 8, 2 * L * 8)), 8, True)),
         "j-blocked over a step": (j_blocked, (W, OFF, ring())),
         "at arrival, W gathered": (at_arrival, (W, perm, bst, np.zeros(n), False)),
         "at arrival, W stored by delay": (at_arrival, (Wp, perm, bst, np.zeros(n), True)),
@@ -173,10 +164,11 @@ def size(n: int, repeats: int) -> None:
     for name, (f, a) in variants.items():
         if f in (at_arrival, row_add):
             continue
-        buf = np.zeros_like(a[-1] if f is not by_delay else a[-2])
-        args = a[:-1] + (buf,) if f is not by_delay else a[:-2] + (buf, a[-1])
-        f(short[:ND], idx, *args)  # 19 steps: no row is consumed before it is compared
-        got = buf.reshape(-1, 2 * L, 8).transpose(1, 0, 2).reshape(2 * L, -1)[:, :n] if f is blocks_of_8 else buf
+        k = {flat_offsets: 3, by_delay: 2}.get(f, 1)  # position of the ring, from the end
+        buf = np.zeros_like(a[-k])
+        f(short[:ND], idx, *a[:-k], buf, *a[len(a) - k + 1 :])  # 19 steps: no row consumed yet
+        blocked = f is flat_offsets and a[-1]
+        got = buf.reshape(-1, 2 * L, 8).transpose(1, 0, 2).reshape(2 * L, -1)[:, :n] if blocked else buf
         ref = got if ref is None else ref
         if not np.array_equal(got, ref):
             raise SystemExit(f"{name}: different ring contents")

@@ -65,7 +65,7 @@ class Delivery(NamedTuple):
     """Input weights and delays, the recent input history and the ring of future conductances."""
 
     W: np.ndarray  # [n_in, N] float64, updated in place by STDP
-    DR: np.ndarray  # [n_in, N] delays in steps, by input row (delivery; int8 where they fit)
+    OFF: np.ndarray  # [n_in, N] flat offsets D[i, j] * N + j into the delivery ring
     DT: np.ndarray  # [N, n_in] delays in steps, by neuron row (STDP)
     hist_idx: np.ndarray  # [slots, n_in] inputs that fired at each recent step
     hist_n: np.ndarray  # [slots] how many
@@ -204,7 +204,7 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts, t_now, net, delivery, r
 
     Delayed delivery: when input ``i`` fires at step ``t`` its weight row is added at once to a ring
     of future conductance increments, ``ring_ge[t % L + D[i, j], j] += W[i, j]`` (one contiguous
-    pass over the row through the flat offsets ``D[i, j] * N + j``, from int8 delays). The ring
+    pass over the row through precomputed flat offsets ``OFF[i, j] = D[i, j] * N + j``). The ring
     has ``2 L`` rows so that this needs no wrap-around: step ``t`` consumes rows ``t % L`` and
     ``t % L + L``. Brian delivers ``W[i, j]`` as it is at
     arrival, so whenever STDP changes a weight while a spike of that synapse is still in flight, the
@@ -222,7 +222,7 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts, t_now, net, delivery, r
     reference path), so the capacity never changes the result."""
     v_e, ge_e, gi_e, theta, since_e, v_i, ge_i, gi_i, since_i, inh_active, inh_is_active = net.state
     ne, ni, w_ei, w_ie = net.ne, net.ni, net.w_ei, net.w_ie
-    W, DR, DT, hist_idx, hist_n, ring_ge, dirty, ring_live, n_delay = delivery
+    W, OFF, DT, hist_idx, hist_n, ring_ge, dirty, ring_live, n_delay = delivery
     ring_t, ring_x, ring_head, x_post1, x_post2, post_last, recent, bk_i, bk_j, bk_n, bk_over = traces
     trace_set, tab_pre, tab_post1, tab_post2 = rule.trace_set, rule.tab_pre, rule.tab_post1, rule.tab_post2
     q = rule.prm
@@ -272,12 +272,13 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts, t_now, net, delivery, r
                         _push(bk_i, bk_j, bk_n, bk_over, t + DT[j, i], i, j)
             base = slot * n_neurons
             w_row = W[i]
-            d_row = DR[i]
+            off_row = OFF[i]
             for j in range(n_neurons):
-                ring_flat[base + d_row[j] * n_neurons + j] += w_row[j]
+                ring_flat[base + off_row[j]] += w_row[j]
         hist_n[slot] = m
         if m > 0:
-            ring_live[slot : slot + n_delay] = True
+            for d in range(n_delay):
+                ring_live[slot + d] = True
         if PROFILE:
             c1 = cycles()
             prof[1] += c1 - c0
