@@ -208,7 +208,8 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts, t_now, net, delivery, r
     has ``2 L`` rows so that this needs no wrap-around: step ``t`` consumes rows ``t % L`` and
     ``t % L + L``. Brian delivers ``W[i, j]`` as it is at
     arrival, so whenever STDP changes a weight while a spike of that synapse is still in flight, the
-    change is added to the pending slot too: delivery stays exact.
+    change is added to the pending slot too: delivery stays exact. Rows never written since they were
+    last consumed are skipped at arrival (``ring_live``; :func:`_arrive`).
 
     Pre traces live on the input side: each input keeps a ring of its recent spike times and the
     trace value just after each, long enough to cover the longest delay, so the trace a synapse
