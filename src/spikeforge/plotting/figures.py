@@ -304,9 +304,15 @@ def plot_training_log(log: Mapping[str, Any], path: str | os.PathLike[str], *, t
         ("theta (mV)", ("mean_theta_mv", "max_theta_mv")),
         ("examples per second", ("ex_per_s",)),
     )
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    thousands = x.size > 0 and float(np.nanmax(x)) >= 10_000
     fig = Figure(figsize=(9.0, 6.0))
     for i, (label, keys) in enumerate(panels):
         ax = fig.add_subplot(2, 2, i + 1)
+        ax.xaxis.set_major_locator(MaxNLocator(6))
+        if thousands:  # 175000 -> 175k: long runs' tick labels stay apart
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v / 1000:g}k"))
         for key in keys:
             if key in log:
                 y = _to_numpy(log[key], key).ravel()
