@@ -102,3 +102,31 @@ def test_stability_records_of_a_resumed_run_add_up():
     )
     assert d == {"layers": {"exc": {"substep_neuron_steps": 7, "max_substeps": 3}}}
     assert stability_so_far(a, object()) == a  # an engine without a record
+
+
+def test_the_log_is_read_back_and_drawn_by_plot(tmp_path):
+    import math
+
+    from spikeforge.experiments.diehl_cook_trainlog import read_train_log
+
+    exp = Experiment.from_sources(tmp_path / "run", None, OVER, ARGS, quiet=True)
+    with exp.rd:
+        exp.train()
+        figures = exp.plot()
+    path = tmp_path / "run" / "train.log"
+    log, lines = read_train_log(path), _lines(path)
+    assert list(log["examples"]) == [float(d["examples"]) for d in lines]
+    assert list(log["mean_theta_mv"]) == [float(d["mean_theta_mv"]) for d in lines]
+    # 'none' (no running accuracy yet: the window is 1000 examples) reads as NaN
+    assert all(math.isnan(v) for v in log["running_acc"])
+    png = tmp_path / "run" / "training.png"
+    assert str(png) in figures and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plotting_a_log_without_data_lines_is_refused(tmp_path):
+    import pytest
+
+    from spikeforge.plotting.figures import plot_training_log
+
+    with pytest.raises(ValueError, match="no data lines"):
+        plot_training_log({"examples": []}, tmp_path / "x.png")

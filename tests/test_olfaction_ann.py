@@ -75,3 +75,19 @@ def test_orn_score_hand_built():
     # [n_orn=3, n_or=2]: ORN0 one receptor (1), ORN1 3 vs 1 (0.5), ORN2 equal (0)
     w = np.array([[2.0, 0.0], [3.0, 1.0], [1.0, 1.0]])
     assert orn_score(w) == pytest.approx(0.5)
+
+
+def test_without_receptor_layer_orns_tile_the_ors():
+    """Wang's standard config (receptor_layer = False): ORN i copies OR i mod 50, nothing to train
+    before the PNs; the fixed block's matrix is one-hot, so GloScore uses the tiled types."""
+    m = _model(receptor_layer=False, orn_noise_std=0.0)
+    x = torch.rand(4, 50, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(m.activities(x)[0], x.repeat(1, 10))
+    tile = m.connectivity()[0]
+    assert tile.shape == (500, 50) and torch.all(tile.argmax(1) == torch.arange(500) % 50)
+    n_params = sum(q.numel() for q in m.parameters())
+    assert n_params == sum(q.numel() for q in _model().parameters()) - 500 * 50  # no OR->ORN weights
+    # the later blocks draw the same initial weights as with a receptor layer
+    torch.testing.assert_close(m.blocks[1].weight, _model().blocks[1].weight)
+    with pytest.raises(ValueError, match="multiple of n_OR"):
+        WangANN(WangANNParams(layer_sizes=[50, 420, 50, 300], receptor_layer=False), torch.Generator())

@@ -37,10 +37,11 @@ def normalize_cached(W, total, sums, dirty, scratch, fac):
 
 
 @kernel
-def rebuild_in_flight(W, D, hist_idx, hist_n, ring_ge, t_next):
+def rebuild_in_flight(W, D, hist_idx, hist_n, ring_ge, ring_live, t_next):
     """Recompute the conductance of spikes still in flight from the current weights (after the
     weights were rescaled between presentations, Brian delivers the rescaled weights). With none in
-    flight (after a rest longer than the longest delay) the ring is all zeros already: nothing to do."""
+    flight (after a rest longer than the longest delay) the ring is all zeros already: nothing to do.
+    ``ring_live``: the ring's row flags (``Delivery.ring_live``), all set after a rebuild."""
     hist_len = hist_n.shape[0]
     in_flight = 0
     for d in range(1, min(hist_len, t_next + 1)):
@@ -48,6 +49,7 @@ def rebuild_in_flight(W, D, hist_idx, hist_n, ring_ge, t_next):
     if in_flight == 0:
         return
     ring_ge[:, :] = 0.0
+    ring_live[:] = True
     for d in range(1, min(hist_len, t_next + 1)):
         te = t_next - d
         sl = te % hist_len

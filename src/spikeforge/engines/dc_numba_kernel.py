@@ -71,6 +71,8 @@ class Delivery(NamedTuple):
     hist_n: np.ndarray  # [slots] how many
     ring_ge: np.ndarray  # [2 slots, N] conductance increments still in flight
     dirty: np.ndarray  # [N] bool: column may have changed since the last normalisation (normalize_cached)
+    ring_live: np.ndarray  # [2 slots] bool: False where a ring row is all zeros (skipped at arrival)
+    n_delay: int  # longest delay + 1: a spike of step t writes rows t % slots + 0 .. n_delay - 1
 
 
 class Rule(NamedTuple):
@@ -137,11 +139,13 @@ def _decayed(tab, value, gap):
     return value * tab[gap]
 
 
-def _pre_update(i, j, d, t, W, rule, post1, x_post2, post_last, ring_t, ring_head, ring_ge, hist_len):
+def _pre_update(i, j, d, t, post1, delivery, rule, traces):
     """Pre-spike STDP update of synapse (i, j) whose spike (emitted at ``t - d``) arrives at ``t``
     (a template: :func:`kernel_for` binds ``RULE_PRE`` to the rule's function)."""
+    W, ring_ge, live, hist_len = delivery.W, delivery.ring_ge, delivery.ring_live, delivery.hist_n.shape[0]
+    ring_t, ring_head = traces.ring_t, traces.ring_head
     old = W[i, j]
-    p2 = _decayed(rule.tab_post2, x_post2[j], t - post_last[j])
+    p2 = _decayed(rule.tab_post2, traces.x_post2[j], t - traces.post_last[j])
     q = rule.prm
     new = RULE_PRE(old, post1, p2, q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7])  # noqa: F821
     new = clip(new, q[3], q[4])
@@ -155,6 +159,26 @@ def _pre_update(i, j, d, t, W, rule, post1, x_post2, post_last, ring_t, ring_hea
             if ts <= t - d:
                 break
             ring_ge[(ts + d) & (hist_len - 1), j] += new - old
+            live[(ts + d) & (hist_len - 1)] = True
+
+
+@kernel(inline="always")
+def _arrive(ge, ring_ge, lo, hi, live):
+    """``ge += ring_ge[lo] + ring_ge[hi]`` and both rows zeroed, skipping rows that are all zeros:
+    adding ``+0.0`` changes no value (``ge`` is never ``-0.0``: the update stores ``+0.0`` below
+    1e-100), so this is bit for bit the full update."""
+    if live[lo] and live[hi]:
+        for j in range(ge.shape[0]):
+            ge[j] += ring_ge[lo, j] + ring_ge[hi, j]
+            ring_ge[lo, j] = 0.0
+            ring_ge[hi, j] = 0.0
+    elif live[lo] or live[hi]:
+        row = lo if live[lo] else hi
+        for j in range(ge.shape[0]):
+            ge[j] += ring_ge[row, j]
+            ring_ge[row, j] = 0.0
+    live[lo] = False
+    live[hi] = False
 
 
 @kernel(inline="always")
@@ -184,7 +208,8 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts, t_now, net, delivery, r
     has ``2 L`` rows so that this needs no wrap-around: step ``t`` consumes rows ``t % L`` and
     ``t % L + L``. Brian delivers ``W[i, j]`` as it is at
     arrival, so whenever STDP changes a weight while a spike of that synapse is still in flight, the
-    change is added to the pending slot too: delivery stays exact.
+    change is added to the pending slot too: delivery stays exact. Rows never written since they were
+    last consumed are skipped at arrival (``ring_live``; :func:`_arrive`).
 
     Pre traces live on the input side: each input keeps a ring of its recent spike times and the
     trace value just after each, long enough to cover the longest delay, so the trace a synapse
@@ -198,7 +223,7 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts, t_now, net, delivery, r
     reference path), so the capacity never changes the result."""
     v_e, ge_e, gi_e, theta, since_e, v_i, ge_i, gi_i, since_i, inh_active, inh_is_active = net.state
     ne, ni, w_ei, w_ie = net.ne, net.ni, net.w_ei, net.w_ie
-    W, OFF, DT, hist_idx, hist_n, ring_ge, dirty = delivery
+    W, OFF, DT, hist_idx, hist_n, ring_ge, dirty, ring_live, n_delay = delivery
     ring_t, ring_x, ring_head, x_post1, x_post2, post_last, recent, bk_i, bk_j, bk_n, bk_over = traces
     trace_set, tab_pre, tab_post1, tab_post2 = rule.trace_set, rule.tab_pre, rule.tab_post1, rule.tab_post2
     q = rule.prm
@@ -252,16 +277,15 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts, t_now, net, delivery, r
             for j in range(n_neurons):
                 ring_flat[base + off_row[j]] += w_row[j]
         hist_n[slot] = m
+        if m > 0:
+            for d in range(n_delay):
+                ring_live[slot + d] = True
         if PROFILE:
             c1 = cycles()
             prof[1] += c1 - c0
             c0 = c1
         # arrivals of this step
-        hi = slot + hist_len
-        for j in range(n_neurons):
-            ge_e[j] += ring_ge[slot, j] + ring_ge[hi, j]
-            ring_ge[slot, j] = 0.0
-            ring_ge[hi, j] = 0.0
+        _arrive(ge_e, ring_ge, slot, slot + hist_len, ring_live)
         if PROFILE:
             c1 = cycles()
             prof[2] += c1 - c0
@@ -289,9 +313,7 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts, t_now, net, delivery, r
                             if DT[j, i] == d:
                                 dirty[j] = True
                                 post1 = x_post1[j] * tab_post1[t - post_last[j]]
-                                _pre_update(
-                                    i, j, d, t, W, rule, post1, x_post2, post_last, ring_t, ring_head, ring_ge, hist_len
-                                )
+                                _pre_update(i, j, d, t, post1, delivery, rule, traces)
                 bk_over[b] = False
             else:
                 for q in range(bk_n[b]):
@@ -301,9 +323,7 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts, t_now, net, delivery, r
                     if gap < post_window:
                         dirty[j] = True
                         post1 = x_post1[j] * tab_post1[gap]
-                        _pre_update(
-                            i, j, DT[j, i], t, W, rule, post1, x_post2, post_last, ring_t, ring_head, ring_ge, hist_len
-                        )
+                        _pre_update(i, j, DT[j, i], t, post1, delivery, rule, traces)
             bk_n[b] = 0
         else:
             bk_n[t & hm] = 0
@@ -347,6 +367,7 @@ def run_steps(n_steps, ev_ptr, ev_idx, learning, counts, t_now, net, delivery, r
                         for back in range(first_pending + 1):
                             ts = ring_t[i, (h - back) & rm]
                             ring_ge[(ts + d) & hm, j] += new - old
+                            ring_live[(ts + d) & hm] = True
                 if trace_set:
                     x_post1[j] = 1.0
                     x_post2[j] = 1.0

@@ -66,8 +66,11 @@ def write_results(exp, update: dict[str, Any]) -> dict[str, Any]:
 
 
 def plot(exp) -> list[str]:
-    """Draw the learned weights, the theta histogram and (after a test) the confusion matrix."""
-    from ..plotting.figures import plot_confusion, plot_histogram, plot_weight_grid
+    """Draw the learned weights, the theta histogram, the training log (``train.log``: running
+    accuracy, spikes per presentation, theta and speed over the examples) and (after a test) the
+    confusion matrix."""
+    from ..plotting.figures import plot_confusion, plot_histogram, plot_training_log, plot_weight_grid
+    from .diehl_cook_trainlog import LOG_NAME, read_train_log
 
     state, _, _ = exp.load()
     paths = [
@@ -79,6 +82,12 @@ def plot(exp) -> list[str]:
             title=f"adaptive thresholds, N = {state.theta.size}",
         ),
     ]
+    log_path = exp.out / LOG_NAME
+    if log_path.is_file():
+        log = read_train_log(log_path)
+        if len(log.get("examples", ())) >= 2:
+            title = f"training log, N = {state.theta.size}"
+            paths.append(plot_training_log(log, exp.out / "training.png", title=title))
     res = exp.rd.read_results()
     if "confusion_matrix" in res:
         paths.append(plot_confusion(np.array(res["confusion_matrix"]), exp.out / "confusion.png"))

@@ -155,6 +155,26 @@ class TrainLog:
         self.close()
 
 
+def read_train_log(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """The data lines of a ``train.log`` as one array per field (``running_acc`` is NaN where it
+    was still ``none``); ``#`` lines are skipped. Fields missing from some lines (an older run
+    resumed by a newer version) are NaN there."""
+    rows: list[dict[str, str]] = []
+    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
+        if not _EXAMPLES.match(line):
+            continue
+        rows.append(dict(f.split("=", 1) for f in line.split(" ")[1:] if "=" in f))
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+
+    def number(text: str | None) -> float:
+        try:
+            return float(text) if text is not None else float("nan")
+        except ValueError:
+            return float("nan")
+
+    return {k: np.array([number(row.get(k)) for row in rows]) for k in keys}
+
+
 def stability_so_far(before: dict[str, Any] | None, engine) -> dict[str, Any] | None:
     """The engine's numerical-stability record (``engine.stability()``: counts of substepped and
     unstable neuron-steps, the first unstable one) added to ``before``, the record of the same

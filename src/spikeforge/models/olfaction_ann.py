@@ -33,6 +33,11 @@ class WangANNParams(Params):
     kc_prune: bool = True
     kc_batch_norm: bool = True
     kc_bias_init: float = -1.0
+    receptor_layer: bool = Field(
+        True,
+        description="trainable OR->ORN block (Wang's receptor config); False: every ORN copies one OR, "
+        "ORN i = OR i mod n_OR (Wang's standard config, N_ORN_DUPLICATION tiling)",
+    )
 
 
 class _SignedLinear(nn.Module):
@@ -56,6 +61,28 @@ class _SignedLinear(nn.Module):
         return y if self.bias is None else y + self.bias
 
 
+class _Tile(nn.Module):
+    """Fixed OR->ORN block of Wang's network without a receptor layer: ORN i copies OR ``i mod n_in``
+    (``act0.repeat(1, N_ORN_DUPLICATION)``); its weight is the one-hot matrix, for the metrics."""
+
+    def __init__(self, n_in: int, n_out: int):
+        super().__init__()
+        if n_out % n_in:
+            raise ValueError(
+                f"receptor_layer = False tiles the {n_in} ORs into {n_out} ORNs: n_ORN must be a multiple of n_OR; "
+                "change layer_sizes[1] or set ann.receptor_layer = true"
+            )
+        self.tile: torch.Tensor
+        self.register_buffer("tile", torch.eye(n_in).repeat(n_out // n_in, 1))
+        self.bias = None
+
+    def effective_weight(self) -> torch.Tensor:
+        return self.tile
+
+    def forward(self, x):
+        return x.repeat(1, self.tile.shape[0] // self.tile.shape[1])
+
+
 class WangANN(nn.Module):
     """Wang et al.'s network of the given ``layer_sizes`` (any number of layers; the last hidden
     layer is the expansion (KC) layer, the layer before it the PN layer)."""
@@ -64,7 +91,7 @@ class WangANN(nn.Module):
         super().__init__()
         self.p = p
         sizes = p.layer_sizes
-        layers = []
+        layers: list[_SignedLinear | _Tile] = []
         n_blocks = len(sizes) - 1
         for b in range(n_blocks):
             n_in, n_out = sizes[b], sizes[b + 1]
@@ -85,6 +112,8 @@ class WangANN(nn.Module):
             )
             if last and layers[-1].bias is not None:
                 nn.init.constant_(layers[-1].bias, p.kc_bias_init)
+        if not p.receptor_layer and n_blocks > 1:
+            layers[0] = _Tile(sizes[0], sizes[1])
         self.blocks = nn.ModuleList(layers)
         self.kc_norm = nn.BatchNorm1d(sizes[-1]) if p.kc_batch_norm else nn.Identity()
         self.out = nn.Linear(sizes[-1], p.n_class)
@@ -130,4 +159,4 @@ class WangANN(nn.Module):
 
     def connectivity(self) -> list[torch.Tensor]:
         """Effective weights of each block, ``[n_out, n_in]``."""
-        return [layer.effective_weight().detach() for layer in self.blocks if isinstance(layer, _SignedLinear)]
+        return [layer.effective_weight().detach() for layer in self.blocks if isinstance(layer, (_SignedLinear, _Tile))]

@@ -306,8 +306,9 @@ def off_bound_step_c(vj, g_e, g_i, k, t, j, prm, stats):
 @kernel(inline="always")
 def lif_tail_c(j, v_new, g_e, g_i, v, ge, gi, theta, since, tail):
     """Store neuron ``j``'s integrated v and decayed conductances, decay theta, threshold, reset
-    (the spike is ``since[j] == 0``). ``tail``: the scalars ``(v_reset, v_th, refr, clamp,
-    f_theta, use_theta)``, as values (read from ``prm`` inside the loop they would not vectorise)."""
+    (the spike is ``since[j] == 0``; returns whether it fired). ``tail``: the scalars ``(v_reset,
+    v_th, refr, clamp, f_theta, use_theta)``, as values (read from ``prm`` inside the loop they would
+    not vectorise)."""
     v_reset, v_th, refr, clamp, f_theta, use_theta = tail
     s = since[j] + 1
     v_new = v_reset if s < clamp else v_new
@@ -318,15 +319,19 @@ def lif_tail_c(j, v_new, g_e, g_i, v, ge, gi, theta, since, tail):
     fire = (v_new > v_th + use_theta * th) & (s >= refr)
     v[j] = v_reset if fire else v_new
     since[j] = 0 if fire else s
+    return fire
 
 
 @kernel
 def euler_pass_c(v, ge, gi, theta, since, v_rest, e_exc, e_inh, dtm, f_ge, f_gi, exponential, tail):
     """The plain update of a whole layer, without branches so that it vectorises (a function of its
-    own: inlined into :func:`update_layer_c` beside the scalar loop it ran twice as slowly)."""
+    own: inlined into :func:`update_layer_c` beside the scalar loop it ran twice as slowly).
+    Returns the number of spikes."""
+    n_fire = 0
     for j in range(v.shape[0]):
         v_new = integrate_c(v[j], ge[j], gi[j], v_rest, e_exc, e_inh, dtm, exponential)
-        lif_tail_c(j, v_new, ge[j] * f_ge, gi[j] * f_gi, v, ge, gi, theta, since, tail)
+        n_fire += lif_tail_c(j, v_new, ge[j] * f_ge, gi[j] * f_gi, v, ge, gi, theta, since, tail)
+    return n_fire
 
 
 @kernel
@@ -334,11 +339,12 @@ def update_layer_c(v, ge, gi, theta, since, prm, learning, spk, t, stats):
     """Integrate, threshold and reset one layer; writes spiking indices to ``spk``, returns count.
 
     The update pass (:func:`euler_pass_c`) has no data-dependent branches (selects instead of ifs),
-    so the compiler vectorises it; the second pass collects the (rare) spikes, which are the neurons
-    whose step count since their last spike is 0 (no separate flag array: its byte-wide stores cost
-    a fifth of the step). Conductances that decay below 1e-100 are set to 0: their effect on v is
-    far below rounding, and without this they end in the subnormal range, where every step becomes
-    about 15 times slower (Euler decay by 0.75 gets stuck at the smallest subnormal).
+    so the compiler vectorises it and counts the spikes; only in the (rare) steps with spikes a second
+    pass collects them, the neurons whose step count since their last spike is 0 (no separate flag
+    array: its byte-wide stores cost a fifth of the step). Conductances that decay below 1e-100 are
+    set to 0: their effect on v is far below rounding, and without this they end in the subnormal
+    range, where every step becomes about 15 times slower (Euler decay by 0.75 gets stuck at the
+    smallest subnormal).
 
     A counting pre-pass (vectorised) finds whether any neuron's Euler factor reaches
     ``over_factor``; only then (rarely) the layer is updated by a scalar loop that sends those
@@ -352,8 +358,9 @@ def update_layer_c(v, ge, gi, theta, since, prm, learning, spk, t, stats):
     n_over = 0
     for j in range(n_neurons):
         n_over += dtm * ((1.0 + ge[j]) + gi[j]) >= over
+    n_fire = 0
     if n_over == 0:
-        euler_pass_c(v, ge, gi, theta, since, v_rest, e_exc, e_inh, dtm, f_ge, f_gi, exponential, tail)
+        n_fire = euler_pass_c(v, ge, gi, theta, since, v_rest, e_exc, e_inh, dtm, f_ge, f_gi, exponential, tail)
     else:
         for j in range(n_neurons):
             g_e = ge[j]
@@ -365,9 +372,9 @@ def update_layer_c(v, ge, gi, theta, since, prm, learning, spk, t, stats):
                 v_new = integrate_c(v[j], g_e, g_i, v_rest, e_exc, e_inh, dtm, exponential)
                 g_e = g_e * f_ge
                 g_i = g_i * f_gi
-            lif_tail_c(j, v_new, g_e, g_i, v, ge, gi, theta, since, tail)
+            n_fire += lif_tail_c(j, v_new, g_e, g_i, v, ge, gi, theta, since, tail)
     n = 0
-    for j in range(n_neurons):
+    for j in range(n_neurons if n_fire > 0 else 0):
         if since[j] == 0:
             spk[n] = j
             n += 1

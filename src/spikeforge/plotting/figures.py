@@ -290,6 +290,44 @@ def plot_curves(
     return _save(fig, path)
 
 
+def plot_training_log(log: Mapping[str, Any], path: str | os.PathLike[str], *, title: str | None = None) -> Path:
+    """Four panels over training examples from a run's log (``examples`` plus any of
+    ``running_acc``, ``spikes_per_presentation``, ``mean_theta_mv`` / ``max_theta_mv`` and
+    ``ex_per_s``): the quantities that show a run going wrong (a numerical lock shows as spikes
+    per presentation and theta leaving their range, and examples per second collapsing)."""
+    if "examples" not in log or len(log["examples"]) == 0:
+        raise ValueError("the training log has no data lines (no 'examples' values) to plot")
+    x = _to_numpy(log["examples"], "examples").ravel()
+    panels = (
+        ("running accuracy", ("running_acc",)),
+        ("spikes per presentation", ("spikes_per_presentation",)),
+        ("theta (mV)", ("mean_theta_mv", "max_theta_mv")),
+        ("examples per second", ("ex_per_s",)),
+    )
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    thousands = x.size > 0 and float(np.nanmax(x)) >= 10_000
+    fig = Figure(figsize=(9.0, 6.0))
+    for i, (label, keys) in enumerate(panels):
+        ax = fig.add_subplot(2, 2, i + 1)
+        ax.xaxis.set_major_locator(MaxNLocator(6))
+        if thousands:  # 175000 -> 175k: long runs' tick labels stay apart
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v / 1000:g}k"))
+        for key in keys:
+            if key in log:
+                y = _to_numpy(log[key], key).ravel()
+                ax.plot(x, y, label=key.replace("_mv", "").replace("_", " "), linewidth=1.2)
+        ax.set_xlabel("training examples")
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+        if len(keys) > 1:
+            ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def plot_raster(
     steps: Any,
     neurons: Any,
