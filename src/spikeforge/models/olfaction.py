@@ -50,6 +50,11 @@ if TYPE_CHECKING:
     from .data_parallel import BatchShard
 
 
+def _dropped(x: torch.Tensor, keep: torch.Tensor | float) -> torch.Tensor:
+    """``x`` times its dropout mask; ``x`` itself where no mask was drawn (no copy per step)."""
+    return x if isinstance(keep, float) else x * keep
+
+
 class OlfactionNetParams(Params):
     """The spiking network. Defaults: vgp23 shape and neuron (reference §1.3-1.4); the training
     choices marked (measured) are ours, see docs/olfaction.md."""
@@ -310,7 +315,7 @@ class OlfactionNet:
                     drop[l] = keep.to(s.dtype) / (1 - p.readout_dropout)
                 if update and b not in self.stdp_set:
                     g = self.readouts[b]
-                    dr, lv = _loss_grad((filt[l] * drop[l]) @ g.t(), yy, onehot, p.loss)
+                    dr, lv = _loss_grad(_dropped(filt[l], drop[l]) @ g.t(), yy, onehot, p.loss)
                     du = (dr @ g) * drop[l] * ((1 - lam) * self.surrogate.grad(u))
                     if p.reg > 0:
                         du = du + _reg_grad(u, p.reg)
@@ -320,7 +325,8 @@ class OlfactionNet:
                     self.weights[b].grad = gw
                     self.biases[b].grad = du.sum(0) * e_bias
                     loss_sum = loss_sum + lv.double()
-            out = (filt[-1] * drop[-1]) @ self.out_w.t() + self.out_b
+            top = _dropped(filt[-1], drop[-1])  # the trained readout's input, used twice below
+            out = top @ self.out_w.t() + self.out_b
             if t >= p.burn_in:
                 logits += out
                 for l, s in enumerate(spikes):
@@ -331,7 +337,7 @@ class OlfactionNet:
                 rec.append([s[0].clone() for s in spikes])
             if update:
                 dy, lv = _loss_grad(out, yy, onehot, p.loss)
-                self.out_w.grad = dy.t() @ (filt[-1] * drop[-1])
+                self.out_w.grad = dy.t() @ top
                 self.out_b.grad = dy.sum(0)
                 loss_sum = loss_sum + lv.double()
                 n_upd += 1
