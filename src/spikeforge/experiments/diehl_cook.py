@@ -309,6 +309,7 @@ class Experiment:
         if "assignments" not in arrays or meta.get("binding") != bound or not isinstance(info, dict):
             return None
         self._log(f"labels already assigned to this network from {info.get('label_examples')} examples: kept")
+        self.rd.remove_checkpoint(LABELLING.checkpoint)  # one a kill left beside the finished labels
         return info
 
     def assign(self) -> dict[str, Any]:
