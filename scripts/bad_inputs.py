@@ -109,6 +109,10 @@ def main() -> int:
             "`test` with labels of another count",
             ["diehl-cook", "test", "--out", str(fresh_copy("labels")), "--label-examples", "8"],
         ),
+        (
+            "`test` with labels of an earlier network",
+            ["diehl-cook", "test", "--out", str(fresh_copy("stale")), "--epochs", "2"],
+        ),
         ("a deleted checkpoint", [*dc, str(deleted)]),
         ("checkpoint: index past the end", [*dc, str(edited("index", index=999)), "--epochs", "2"]),
         ("checkpoint: a missing field", [*dc, str(edited("missing", examples_seen=None)), "--epochs", "2"]),
@@ -119,6 +123,7 @@ def main() -> int:
     # "fewer --epochs": train a second epoch first
     fewer = tmp / "fewer"
     answer(["diehl-cook", "train", "--out", str(fewer), "--epochs", "2", "--quiet"])
+    answer(["diehl-cook", "train", "--out", str(tmp / "stale"), "--epochs", "2", "--quiet"])  # labels now stale
     print("| bad input | answer |")
     print("|---|---|")
     for what, argv in cases:

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from spikeforge.config import ConfigError
+from spikeforge.experiments.olfaction_config import OlfactionConfig
 from spikeforge.models.olfaction import OlfactionNet, OlfactionNetParams
 from spikeforge.surrogate import spike_fn
 
@@ -242,3 +243,28 @@ def test_readout_dropout_only_in_training():
     for b in range(3):
         assert not torch.equal(nets[0].weights[b], nets[1].weights[b])
     assert not torch.equal(nets[0].out_w, nets[1].out_w)
+
+
+def test_weight_decay_is_decoupled_and_per_update_step():
+    """AdamW's decay shrinks every trained tensor by (1 - lr * wd) per update step on top of the
+    Adam step: with the same draws, plain minus decayed weights equal the accumulated decay of the
+    starting weights (to the small change the decay makes to the Adam steps themselves)."""
+    p = OlfactionNetParams(layer_sizes=[6, 20, 8, 30], n_class=3, steps=12, burn_in=4, input_gain=1.0, init_scale=1.0)
+    x, y = torch.rand(4, 6), torch.tensor([0, 1, 2, 0])
+    nets = [OlfactionNet(p, torch.Generator().manual_seed(0)) for _ in range(2)]
+    opts = [nets[0].make_optimizer("adam", 1e-3), nets[1].make_optimizer("adam", 1e-3, weight_decay=0.5)]
+    assert type(opts[0]) is torch.optim.Adam and type(opts[1]) is torch.optim.AdamW
+    assert opts[1].param_groups[0]["weight_decay"] == 0.5
+    start = [w.clone() for w in nets[0].weights]
+    for net, opt in zip(nets, opts, strict=True):
+        net.run_batch(x, y, opt, torch.Generator().manual_seed(0))
+    n_upd = p.steps - p.burn_in
+    for b in range(p.n_blocks):
+        shrink = start[b] * (1 - (1 - 1e-3 * 0.5) ** n_upd)
+        diff = nets[0].weights[b] - nets[1].weights[b]
+        assert torch.allclose(diff, shrink, atol=2e-4), f"block {b}"
+        assert float(diff.abs().max()) > 1e-4  # the decay did act
+    cfg = OlfactionConfig.from_dict({"run": {"weight_decay": 0.01}})
+    assert cfg.run.weight_decay == 0.01
+    with pytest.raises(Exception, match="weight_decay"):
+        OlfactionConfig.from_dict({"run": {"weight_decay": -1.0}})

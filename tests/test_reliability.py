@@ -54,8 +54,12 @@ def test_a_setting_that_disagrees_with_the_saved_run_is_refused(run_dir, capsys,
     assert (run_dir / "results.json").read_text() == before  # nothing claimed
 
 
-def test_settings_that_continue_the_run_are_accepted(run_dir):
+def test_settings_that_continue_the_run_are_accepted(run_dir, capsys):
     assert dc("train", "--out", str(run_dir), "--quiet", "--epochs", "2") == 0
+    # the labels belong to the network before the second epoch: test refuses them until assign runs
+    assert dc("test", "--out", str(run_dir), "--quiet", "--no-plot", "--test-examples", "5") == 2
+    assert "assigned to the network after 12 training examples, which has changed since" in capsys.readouterr().err
+    assert dc("assign", "--out", str(run_dir), "--quiet") == 0
     assert dc("test", "--out", str(run_dir), "--quiet", "--no-plot", "--test-examples", "5") == 0
     res = json.loads((run_dir / "results.json").read_text())
     assert res["train_examples_seen"] == 24 and res["test_examples"] == 5 and res["run"]["epochs"] == 2

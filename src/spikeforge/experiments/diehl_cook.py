@@ -15,6 +15,10 @@ Stages (each resumable from the run directory):
 ``test``
     Present ``test_examples`` test images to the frozen network and classify each by voting: the
     class whose assigned neurons have the highest mean spike count.
+
+The two frozen stages checkpoint every ``checkpoint_every`` examples too and resume exactly, bound
+to the network they started from (:mod:`.diehl_cook_stages`); ``run`` keeps labels already
+assigned to the same network with the same settings.
 """
 
 from __future__ import annotations
@@ -29,15 +33,19 @@ import numpy as np
 from .. import __version__
 from ..config import ConfigError
 from ..engines import example_key, make_engine
-from ..evaluation.labels import ClassResponses, accuracy, confusion_matrix, vote
+from ..evaluation.labels import accuracy, confusion_matrix
+from ..io.checkpoint import arrays_sha256
 from ..models.diehl_cook import DiehlCookConfig, DiehlCookState, init_state
 from .diehl_cook_config import SPEC, DiehlCookExperimentConfig, RunParams, check_memory
+from .diehl_cook_stages import LabelTally, Stage, TestTally, binding, run_stage
 from .diehl_cook_trainlog import RunningAccuracy, TrainLog, log_interval, stability_so_far
 from .scaffold import InterruptedAtBoundary, RunDir, numpy_rng, resolve_config
 
 STAGE_TRAIN, STAGE_LABEL, STAGE_TEST = 0, 1, 2
 #: how the instability warning names an example of each stage
 STAGE_NAMES = {STAGE_TRAIN: "training", STAGE_LABEL: "labelling", STAGE_TEST: "test"}
+LABELLING = Stage(STAGE_LABEL, "labelling", "train", "label_stage", "assign")
+TESTING = Stage(STAGE_TEST, "testing", "test", "test_stage", "test")
 PROGRESS_FIELDS = ("epoch", "index", "examples_seen", "train_seconds", "attempts")
 
 __all__ = ["SPEC", "DiehlCookExperimentConfig", "Experiment", "RunParams"]
@@ -282,53 +290,54 @@ class Experiment:
         progress["running_accuracy"] = running.value
         return progress
 
-    def _responses(self, split: str, n: int, stage: int, consume) -> tuple[np.ndarray, float, float]:
-        """Present ``n`` examples of ``split`` to the frozen network, handing each chunk's counts
-        to ``consume(counts, labels)``; memory stays bounded by the chunk size."""
-        state, _, _ = self.load(trained=True)
-        engine = self._engine(state)
-        images, labels = self._data(split, n)
-        attempts = 0
-        t0 = time.perf_counter()
-        with self.rd.progress(len(images), desc=split if stage == STAGE_TEST else "assign") as bar:
-            chunk: list[np.ndarray] = []
-            first = 0
-            record = stage == STAGE_TEST and self.run.record_examples > 0 and hasattr(engine, "start_recording")
-            if record:
-                from .diehl_cook_record import record_test_spikes
+    def _frozen(self, stage: Stage, n: int):
+        """The frozen network, its stage binding and the stage's data (``n`` examples)."""
+        state, _, meta = self.load(trained=True)
+        bound = binding(self, state, meta["progress"], n)
+        images, labels = self._data(stage.split, n)
+        return state, bound, images, labels
 
-                record_test_spikes(self, images[: self.run.record_examples], stage)
-            for b0, b1, c, a in self._present(engine, images, False, stage, 0, 0, len(images)):
-                chunk.append(c)
-                attempts += int(a.sum())
-                bar.update(b1 - b0)
-                if b1 - first >= 1024 or b1 == len(images):
-                    consume(np.concatenate(chunk), labels[first:b1])
-                    chunk, first = [], b1
-        return labels, time.perf_counter() - t0, attempts / max(1, len(images))
+    def current_labels(self) -> dict[str, Any] | None:
+        """The record of ``labels.safetensors`` if it was assigned with this config to this very
+        network (then ``run`` does not assign again), else None."""
+        if not self.rd.has_checkpoint("labels"):
+            return None
+        arrays, meta = self.rd.load_checkpoint("labels")
+        state, _, meta_net = self.load(trained=True)
+        bound = binding(self, state, meta_net["progress"], self.run.label_examples)
+        info = meta.get("info")
+        if "assignments" not in arrays or meta.get("binding") != bound or not isinstance(info, dict):
+            return None
+        self._log(f"labels already assigned to this network from {info.get('label_examples')} examples: kept")
+        self.rd.remove_checkpoint(LABELLING.checkpoint)  # one a kill left beside the finished labels
+        return info
 
     def assign(self) -> dict[str, Any]:
-        responses = ClassResponses(self.model.network.n_neurons, 10)
-        labels, seconds, mean_attempts = self._responses("train", self.run.label_examples, STAGE_LABEL, responses.add)
-        assignments = responses.assignments()
-        self.rd.save_checkpoint(
-            "labels",
-            {"assignments": assignments, "class_mean_counts": responses.means()},
-            {"label_examples": len(labels)},
-        )
+        """Assign labels (resuming an interrupted labelling stage, :mod:`.diehl_cook_stages`)."""
+        state, bound, images, labels = self._frozen(LABELLING, self.run.label_examples)
+        tally = LabelTally(self.model.network.n_neurons)
+        seconds, mean_attempts = run_stage(self, LABELLING, state, bound, tally, images, labels)
+        assignments = tally.responses.assignments()
         info = {
             "label_examples": int(len(labels)),
             "label_seconds": seconds,
             "unassigned_neurons": int((assignments < 0).sum()),
             "label_mean_attempts": mean_attempts,
         }
+        self.rd.save_checkpoint(
+            "labels",
+            {"assignments": assignments, "class_mean_counts": tally.responses.means()},
+            {"label_examples": len(labels), "binding": bound, "info": info},
+        )
+        self.rd.remove_checkpoint(LABELLING.checkpoint)  # the stage's artefact is written
         self._log(
             f"assigned labels from {len(labels)} training examples ({info['unassigned_neurons']} neurons never fired)"
         )
         return info
 
-    def test(self) -> dict[str, Any]:
-        self.load(trained=True)  # the network must exist and match the config before anything else
+    def _labels(self, bound: dict[str, Any]) -> np.ndarray:
+        """The label assignments, checked against the config and the network of the test stage's
+        binding ``bound``."""
         if not self.rd.has_checkpoint("labels"):
             raise ConfigError(
                 f"no label assignments in {self.out}: run `spikeforge diehl-cook assign --out {self.out}` first"
@@ -336,29 +345,45 @@ class Experiment:
         arrays, meta = self.rd.load_checkpoint("labels")
         if "assignments" not in arrays:
             raise ConfigError(f"{self.out / 'labels.safetensors'} holds no label assignments: run assign again")
+        again = f"run `spikeforge diehl-cook assign --out {self.out}"
         if meta.get("label_examples") not in (None, self.run.label_examples):
             raise ConfigError(
                 f"the labels in {self.out} were assigned from {meta['label_examples']} training examples, "
-                f"not --label-examples {self.run.label_examples}: run `spikeforge diehl-cook assign --out {self.out} "
-                f"--label-examples {self.run.label_examples}` first"
+                f"not --label-examples {self.run.label_examples}: {again} --label-examples {self.run.label_examples}` "
+                "first"
+            )
+        made = meta.get("binding")
+        if isinstance(made, dict) and made.get("network_sha256") != bound["network_sha256"]:
+            raise ConfigError(
+                f"the labels in {self.out} were assigned to the network after {made.get('train_examples_seen')} "
+                f"training examples, which has changed since (now {bound['train_examples_seen']} examples): "
+                f"{again}` first"
             )
         assignments = arrays["assignments"]
         if assignments.shape[0] != self.model.network.n_neurons:
             raise ConfigError(
                 f"labels in {self.out} are for {assignments.shape[0]} neurons, the network has "
-                f"{self.model.network.n_neurons}: run `spikeforge diehl-cook assign` again"
+                f"{self.model.network.n_neurons}: {again}` again"
             )
-        preds: list[np.ndarray] = []
-        spikes: list[np.ndarray] = []
+        return assignments
 
-        def consume(counts, _labels):
-            preds.append(vote(counts, assignments, 10))
-            spikes.append(counts.sum(1))
+    def test(self) -> dict[str, Any]:
+        """Classify the test images by voting (resuming an interrupted test stage); the stage
+        checkpoint goes once :meth:`write_results` has written the results."""
+        state, bound, images, labels = self._frozen(TESTING, self.run.test_examples)
+        assignments = self._labels(bound)
+        bound["labels_sha256"] = arrays_sha256({"assignments": assignments})
+        tally = TestTally(len(images), assignments)
 
-        labels, seconds, mean_attempts = self._responses("test", self.run.test_examples, STAGE_TEST, consume)
-        pred = np.concatenate(preds)
-        acc = accuracy(labels, pred)
-        cm = confusion_matrix(labels, pred, 10)
+        def record() -> None:
+            if self.run.record_examples > 0:  # on a copy of the engine (both engines record)
+                from .diehl_cook_record import record_test_spikes
+
+                record_test_spikes(self, images[: self.run.record_examples], STAGE_TEST)
+
+        seconds, mean_attempts = run_stage(self, TESTING, state, bound, tally, images, labels, on_start=record)
+        acc = accuracy(labels, tally.predictions)
+        cm = confusion_matrix(labels, tally.predictions, 10)
         self._log(f"test accuracy {acc:.4f} on {len(labels)} examples")
         return {
             "accuracy": acc,
@@ -366,7 +391,7 @@ class Experiment:
             "test_seconds": seconds,
             "test_mean_attempts": mean_attempts,
             "confusion_matrix": cm.tolist(),
-            "mean_test_spikes": float(np.concatenate(spikes).mean()),
+            "mean_test_spikes": float(tally.spikes.mean()),
         }
 
     # ----------------------------------------------------------------- results
@@ -378,7 +403,10 @@ class Experiment:
         (:func:`.diehl_cook_results.write_results`)."""
         from .diehl_cook_results import write_results
 
-        return write_results(self, update)
+        results = write_results(self, update)
+        if "accuracy" in update:  # the test stage's artefact is written: its checkpoint is done
+            self.rd.remove_checkpoint(TESTING.checkpoint)
+        return results
 
     def plot(self) -> list[str]:
         from .diehl_cook_results import plot
@@ -387,7 +415,7 @@ class Experiment:
 
     def run_all(self, plot: bool = True) -> dict[str, Any]:
         prog = self.train()
-        info = self.assign()
+        info = self.current_labels() or self.assign()  # kept when this network has them (a resumed run)
         info.update(self.test())
         info["running_accuracy"] = prog.get("running_accuracy")
         results = self.write_results(info)

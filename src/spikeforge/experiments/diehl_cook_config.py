@@ -145,7 +145,12 @@ FLAGS = (
         choices=("numba", "torch"),
     ),
     Flag("--batch-size", "run.batch_size", positive_int, "torch engine: examples per batch (> 1: the batched rule)"),
-    Flag("--checkpoint-every", "run.checkpoint_every", positive_int, "examples between checkpoints while training"),
+    Flag(
+        "--checkpoint-every",
+        "run.checkpoint_every",
+        positive_int,
+        "examples between checkpoints (training, labelling, testing)",
+    ),
     Flag(
         "--record-examples",
         "run.record_examples",

@@ -6,8 +6,9 @@
         spikes_per_presentation=12.31 presentations_per_example=1.05 mean_theta_mv=21.304
         max_theta_mv=23.110 peak_rss_mib=412
 
-(one line in the file), plus ``#`` lines when a run starts or resumes. The file is opened for
-appending and line-buffered, so a killed run keeps every line written before the kill. A run
+(one line in the file), plus ``#`` lines when a run starts or resumes, and when the labelling and
+test stages start, resume, checkpoint and end. The file is opened for appending and
+line-buffered, so a killed run keeps every line written before the kill. A run
 resumed from its last checkpoint first drops the lines of examples past that checkpoint (work
 the kill lost, which the resumed run trains again), so every example appears in the log once.
 Nothing here grows with the number of examples but the file: the figures of a line are sums
@@ -49,6 +50,13 @@ def peak_rss_mib() -> float | None:
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def log_note(out: str | os.PathLike[str], text: str) -> None:
+    """Append the ``#`` line ``text`` to the run directory's ``train.log`` (the frozen stages'
+    starts, resumes and checkpoints; data lines come from :class:`TrainLog`)."""
+    with (Path(out) / LOG_NAME).open("a", encoding="utf-8") as fh:
+        fh.write(f"# {_now()} {text}\n")
 
 
 class RunningAccuracy:

@@ -71,7 +71,7 @@ class Trainer:
             self.opt = torch.optim.Adam(groups, lr=r.ann_lr)
         else:
             self.net = OlfactionNet(cfg.model, g).to_dtype(self.dtype)
-            self.opt = self.net.make_optimizer(r.optimizer, r.lr)
+            self.opt = self.net.make_optimizer(r.optimizer, r.lr, r.weight_decay)
 
     def _shard(self, n: int | None) -> tuple[int, int]:
         """This rank's rows ``[a, b)`` of a batch of ``n`` (the model draws for all ``n`` rows);

@@ -33,6 +33,9 @@ class OlfactionRunParams(Params):
         0.0, ge=0, description="ANN learning rate of the PN->KC block (Wang's optional pn2kc_lr; 0: ann_lr)"
     )
     optimizer: Literal["adam", "adamax", "sgd"] = "adam"
+    weight_decay: float = Field(
+        0.0, ge=0, description="spiking modes: decoupled weight decay per update step (adam -> AdamW); 0: none"
+    )
     lr_schedule: Literal["constant", "cosine"] = Field(
         "cosine", description="spiking modes: lr * (1 + cos(pi * epoch / epochs)) / 2 per epoch"
     )

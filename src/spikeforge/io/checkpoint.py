@@ -137,7 +137,8 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _arrays_sha256(arrays: Mapping[str, np.ndarray]) -> str:
+def arrays_sha256(arrays: Mapping[str, np.ndarray]) -> str:
+    """The SHA-256 of named arrays: names, dtypes, shapes and bytes, in name order."""
     h = hashlib.sha256()
     for name in sorted(arrays):
         a = np.ascontiguousarray(arrays[name])
@@ -174,7 +175,7 @@ def save_checkpoint(
             "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "versions": _versions(),
             "tensors": {k: {"dtype": str(v.dtype), "shape": list(v.shape)} for k, v in arrays.items()},
-            "arrays_sha256": _arrays_sha256(arrays),
+            "arrays_sha256": arrays_sha256(arrays),
         },
     }
     text = to_json_text(record)  # fails on bad meta before touching any file
@@ -201,7 +202,7 @@ def _keep_previous(paths: CheckpointPaths) -> None:
     if record["checkpoint"].get("format_version", 1) < 2:  # format 1: keep it as one file
         from safetensors.numpy import save as st_save
 
-        record["checkpoint"].update(format_version=FORMAT_VERSION, arrays_sha256=_arrays_sha256(arrays))
+        record["checkpoint"].update(format_version=FORMAT_VERSION, arrays_sha256=arrays_sha256(arrays))
         tmp.write_bytes(st_save(arrays, metadata={"format": FORMAT_NAME, _HEADER_KEY: to_json_text(record)}))
     else:
         try:
@@ -269,7 +270,7 @@ def _read_v2(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     record = _record_from_text(header[_HEADER_KEY], path)
     arrays = _st_load(path.read_bytes(), path)
     want = record["checkpoint"].get("arrays_sha256")
-    if want and _arrays_sha256(arrays) != want:
+    if want and arrays_sha256(arrays) != want:
         raise CheckpointError(f"checkpoint {path} is corrupt (the arrays' SHA-256 differs from the one it records)")
     return arrays, record
 

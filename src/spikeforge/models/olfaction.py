@@ -386,15 +386,20 @@ class OlfactionNet:
             for b in range(1, p.n_blocks):
                 self.weights[b].abs_()
 
-    def make_optimizer(self, kind: str, lr: float) -> torch.optim.Optimizer:
+    def make_optimizer(self, kind: str, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
         """``adam``, ``adamax`` or ``sgd`` (momentum 0.9; with ``sgd`` every step's gradient is
-        divided by the number of update steps, so ``lr`` is per presentation of a batch)."""
+        divided by the number of update steps, so ``lr`` is per presentation of a batch).
+        ``weight_decay`` > 0: decoupled decay (AdamW; for ``sgd`` and ``adamax`` the optimizer's own
+        L2 term), applied at every update step like the gradients."""
         params = self.trainable()
         opt: torch.optim.Optimizer
         if kind == "sgd":
-            opt = torch.optim.SGD(params, lr=lr / (self.p.steps - self.p.burn_in), momentum=0.9)
+            n_upd = self.p.steps - self.p.burn_in
+            opt = torch.optim.SGD(params, lr=lr / n_upd, momentum=0.9, weight_decay=weight_decay)
         elif kind == "adamax":
-            opt = torch.optim.Adamax(params, lr=lr, betas=(0.0, 0.95))
+            opt = torch.optim.Adamax(params, lr=lr, betas=(0.0, 0.95), weight_decay=weight_decay)
+        elif weight_decay > 0:
+            opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
         else:
             opt = torch.optim.Adam(params, lr=lr)
         for group in opt.param_groups:

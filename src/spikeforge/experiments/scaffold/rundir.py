@@ -185,12 +185,16 @@ class RunDir:
         atomic_write_text(self.path / "config.toml", to_toml(cfg.to_dict()))
 
     # ------------------------------------------------------------------ checkpoints
-    def save_checkpoint(self, name: str, tensors: dict[str, Any], meta: dict[str, Any]) -> None:
-        """Save the checkpoint ``name`` (a path relative to the run directory, e.g. ``trial0/last``)."""
+    def save_checkpoint(
+        self, name: str, tensors: dict[str, Any], meta: dict[str, Any], *, recorded: bool = True
+    ) -> None:
+        """Save the checkpoint ``name`` (a path relative to the run directory, e.g. ``trial0/last``).
+        ``recorded=False``: not listed in ``config.json``, for a checkpoint whose loss only costs
+        time (the progress of a stage that can start again), so that a missing one is no error."""
         meta = {"experiment": self.spec.name, **meta}
         self.record()
         save_checkpoint(self.path / name, tensors, meta)
-        if name not in self._record.get("checkpoints", []):
+        if recorded and name not in self._record.get("checkpoints", []):
             self._record.setdefault("checkpoints", []).append(name)
             atomic_write_json(self.path / RECORD, self._record)
 
@@ -205,6 +209,16 @@ class RunDir:
                 f"pass --fresh to delete the run and start again (continuing would silently retrain)"
             )
         return False
+
+    def remove_checkpoint(self, name: str) -> None:
+        """Delete the checkpoint ``name`` and its previous copy (forgotten by the record first, and
+        the previous copy deleted before the current one: a kill half-way leaves no gap)."""
+        if name in self._record.get("checkpoints", []):
+            self._record["checkpoints"].remove(name)
+            atomic_write_json(self.path / RECORD, self._record)
+        paths = checkpoint_paths(self.path / name)
+        for p in (paths.previous, paths.meta, paths.tensors):
+            p.unlink(missing_ok=True)
 
     def load_checkpoint(self, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """Load ``name``; falling back to the previous checkpoint is reported on stderr."""
