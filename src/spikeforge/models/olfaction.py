@@ -45,6 +45,8 @@ from ..config import Params
 from ..neurons.olfaction_lif import CubaLIFParams, DecolleLIFParams
 from ..plasticity.pair_stdp import CycleState, PairSTDPParams, apply_stdp, stdp_update
 from ..surrogate import get_surrogate
+from .olfaction_fast import _loss_grad, _reg_grad, run_fast
+from .olfaction_fast import supported as fast_supported
 
 if TYPE_CHECKING:
     from .data_parallel import BatchShard
@@ -123,26 +125,6 @@ class OlfactionNetParams(Params):
         return {i % self.n_blocks for i in self.stdp_block_idx}
 
 
-def _loss_grad(r: torch.Tensor, y: torch.Tensor, onehot: torch.Tensor, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(dL/dr, L)`` for one step, mean reduction (over the batch; SmoothL1: over all elements); ``L``
-    stays a tensor so that the step loop does not wait for the device."""
-    if kind == "cross_entropy":
-        logp = torch.log_softmax(r, 1)
-        loss = -logp.gather(1, y[:, None]).mean()
-        return (logp.exp() - onehot) / r.shape[0], loss
-    d = r - onehot
-    ad = d.abs()
-    loss = torch.where(ad < 1, 0.5 * d * d, ad - 0.5).mean()
-    return d.clamp(-1.0, 1.0) / d.numel(), loss
-
-
-def _reg_grad(u: torch.Tensor, reg: float) -> torch.Tensor:
-    """Gradient of ``reg * (mean(relu(u + 0.01)) + 3e-3 mean(relu(0.1 - sigmoid(u))))`` (lava-decolle)."""
-    n = u.numel()
-    sg = torch.sigmoid(u)
-    return reg / n * ((u > -0.01).to(u.dtype) - 3e-3 * ((sg < 0.1).to(u.dtype) * sg * (1 - sg)))
-
-
 class OlfactionNet:
     """State-free network object: weights, fixed readouts, the optimizer and the fast step loop."""
 
@@ -175,6 +157,7 @@ class OlfactionNet:
         self.out_b = torch.zeros(p.n_class)
         self.surrogate = get_surrogate(*self._surr())
         self.data_parallel: BatchShard | None = None  # set by data-parallel training (module docstring)
+        self.fast = True  # the fused CPU loop where it applies (False: the reference loop everywhere)
 
     def to_dtype(self, dtype: torch.dtype) -> OlfactionNet:
         """Every tensor in ``dtype`` (before :meth:`make_optimizer`)."""
@@ -246,16 +229,45 @@ class OlfactionNet:
         the STDP blocks by their rule; without it the network is only run. Returns ``logits`` (the
         output readout summed over the steps after the burn-in), ``loss`` (mean total loss per
         update step), per-layer spike ``rates``, with ``record`` the spikes of sample 0 and with
-        ``counts`` every layer's spike counts after the burn-in (``[B, n]`` per layer)."""
+        ``counts`` every layer's spike counts after the burn-in (``[B, n]`` per layer).
+
+        On the CPU (float32, float64) the fused loop of :mod:`.olfaction_fast` runs, unless
+        ``self.fast`` is False; it gives the reference loop's results bit for bit."""
         p = self.p
-        learn = optimizer is not None
         if x.shape[1] != p.layer_sizes[0]:
             raise ValueError(f"input has {x.shape[1]} receptors but layer_sizes[0] = {p.layer_sizes[0]}")
-        B, x = x.shape[0], x.to(self.out_w.dtype)
+        if optimizer is not None and y is None:
+            raise ValueError("run_batch with an optimizer needs the labels y")
+        x = x.to(self.out_w.dtype)
         if p.noise_std > 0:
             x = x + p.noise_std * self._draw(torch.randn, x.shape, generator)
+        yy = y if y is not None else torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+        onehot = torch.nn.functional.one_hot(yy, p.n_class).to(x.dtype)
+        args = (x, yy, onehot, optimizer, generator, record, counts)
+        if self.fast and fast_supported(x):
+            logits, loss_sum, n_upd, first_loss, rate_sums, rec, count_sums = run_fast(self, *args)
+        else:
+            logits, loss_sum, n_upd, first_loss, rate_sums, rec, count_sums = self._run_reference(*args)
+        n_after = p.steps - p.burn_in
+        res = {
+            "logits": logits,
+            "loss": float(loss_sum) / max(n_upd, 1),
+            "first_loss": None if first_loss is None else float(first_loss),
+        }
+        res["rates"] = [float(r) / n_after for r in rate_sums]
+        if record:
+            res["record"] = rec
+        if counts:
+            res["counts"] = count_sums
+        return res
+
+    def _run_reference(self, x, yy, onehot, optimizer, generator, record: bool, counts: bool) -> tuple:
+        """The step loop in whole-tensor operations (any device): the definition of the network."""
+        p = self.p
+        learn = optimizer is not None
+        B = x.shape[0]
         sizes, nb = p.layer_sizes, p.n_blocks
-        zeros = [torch.zeros(B, n, dtype=x.dtype) for n in sizes]
+        zeros = [torch.zeros(B, n, dtype=x.dtype, device=x.device) for n in sizes]
         inp = [zeros[0].clone(), zeros[0].clone()]
         cur = [z.clone() for z in zeros]
         vol = [z.clone() for z in zeros]
@@ -263,12 +275,8 @@ class OlfactionNet:
         e_v = [z.clone() for z in zeros[:-1]]
         r_tr = [z.clone() for z in zeros]  # DECOLLE refractory traces
         s_last = [z.clone() for z in zeros]
-        if learn and y is None:
-            raise ValueError("run_batch with an optimizer needs the labels y")
-        yy = y if y is not None else torch.zeros(B, dtype=torch.long)
-        onehot = torch.nn.functional.one_hot(yy, p.n_class).to(x.dtype)
         cycles = {b: CycleState(B, sizes[b], sizes[b + 1]) for b in self.stdp_set} if learn else {}
-        logits = torch.zeros(B, p.n_class, dtype=x.dtype)
+        logits = torch.zeros(B, p.n_class, dtype=x.dtype, device=x.device)
         rate_sums = [torch.zeros((), dtype=torch.float64, device=x.device) for _ in sizes]  # no sync per step
         count_sums = [z.clone() for z in zeros] if counts else []
         loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)  # summed as tensors: no sync per step
@@ -358,29 +366,25 @@ class OlfactionNet:
                     for b in self.stdp_set
                 }
                 homeo = {b: spikes[b + 1].mean(0) for b in self.stdp_set} if p.stdp_target_rate > 0 else {}
-                if self.data_parallel is not None:  # the whole batch's means (one all-reduce)
-                    grads = [q.grad for group in optimizer.param_groups for q in group["params"]]
-                    self.data_parallel.mean_over_batch([*grads, *dws.values(), *homeo.values()])
-                optimizer.step()
-                for b, dw in dws.items():
-                    apply_stdp(self.weights[b], dw, p.stdp)
-                for b, rate in homeo.items():  # a KC threshold that keeps the KCs sparse, not silent
-                    self.biases[b] -= p.homeostasis_lr * (rate - p.stdp_target_rate)
-                if p.sign_constraint == "overwrite":
-                    for b in range(1, nb):
-                        self.weights[b].abs_()
-        n_after = p.steps - p.burn_in
-        res = {
-            "logits": logits,
-            "loss": float(loss_sum) / max(n_upd, 1),
-            "first_loss": None if first_loss is None else float(first_loss),
-        }
-        res["rates"] = [float(r) / n_after for r in rate_sums]
-        if record:
-            res["record"] = rec
-        if counts:
-            res["counts"] = count_sums
-        return res
+                self._apply_updates(optimizer, dws, homeo)
+        return logits, loss_sum, n_upd, first_loss, rate_sums, rec, count_sums
+
+    def _apply_updates(self, optimizer: torch.optim.Optimizer, dws: dict, homeo: dict) -> None:
+        """The end of an update step, once the gradients are set: the whole batch's means (data
+        parallel: one all-reduce), the optimizer, the STDP updates ``dws``, the homeostatic biases
+        from the blocks' rates ``homeo`` and the sign overwrite."""
+        p = self.p
+        if self.data_parallel is not None:
+            grads = [q.grad for group in optimizer.param_groups for q in group["params"]]
+            self.data_parallel.mean_over_batch([*grads, *dws.values(), *homeo.values()])
+        optimizer.step()
+        for b, dw in dws.items():
+            apply_stdp(self.weights[b], dw, p.stdp)
+        for b, rate in homeo.items():  # a KC threshold that keeps the KCs sparse, not silent
+            self.biases[b] -= p.homeostasis_lr * (rate - p.stdp_target_rate)
+        if p.sign_constraint == "overwrite":
+            for b in range(1, p.n_blocks):
+                self.weights[b].abs_()
 
     def make_optimizer(self, kind: str, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
         """``adam``, ``adamax`` or ``sgd`` (momentum 0.9; with ``sgd`` every step's gradient is

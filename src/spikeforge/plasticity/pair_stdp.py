@@ -99,105 +99,116 @@ class PairSTDPParams(Params):
 
 
 class CycleState:
-    """Per-sample STDP state: last spike times and the open/closed state of every synapse."""
+    """Per-sample STDP state: last spike times and the open/closed state of every synapse
+    (``open [batch, n_synapses]`` int8, 0 closed, 1 opened by pre, 2 opened by post, in the order
+    of the synapses row by row of the transposed weight ``[n_pre, n_post]``; made at the first
+    update, when the synapses are known), and a table of the kernel at whole steps."""
 
     def __init__(self, batch: int, n_pre: int, n_post: int):
-        self.last_pre = np.zeros((batch, n_pre), dtype=np.int32)
-        self.last_post = np.zeros((batch, n_post), dtype=np.int32)
-        self.open = np.zeros((batch, n_pre, n_post), dtype=np.int8)  # 0 closed, 1 by pre, 2 by post
-        self.n2 = np.zeros((batch, n_pre), dtype=np.int32)  # synapses of each pre neuron opened by post
+        self.last_pre = np.full((batch, n_pre), -1, dtype=np.int32)  # -1: no spike yet
+        self.last_post = np.full((batch, n_post), -1, dtype=np.int32)
+        self.open: np.ndarray | None = None
         self.x_pre = np.zeros((batch, n_pre), dtype=np.float32)  # traces (rule = "trace")
         self.x_post = np.zeros((batch, n_post), dtype=np.float32)
+        self.table = np.zeros(0)  # _pair's amplitude at dt = -t_max .. t_max
+        self.table_key: tuple = ()
+
+    def kernel_table(self, t: int, p: PairSTDPParams) -> tuple[np.ndarray, int]:
+        """The kernel without bounds at every whole dt in ``[-t_max, t_max]``, ``t_max > t`` (grown
+        when ``t`` outgrows it)."""
+        t_max = (len(self.table) - 1) // 2
+        key = (p.a_plus, p.a_minus, p.tau_plus_steps, p.tau_minus_steps)
+        if t >= t_max or key != self.table_key:
+            t_max = max(t + 1, 2 * t_max, 64)
+            self.table, self.table_key = _kernel_table(t_max, *key), key
+        return self.table, t_max
 
 
 @numba.njit(cache=True)
-def _pair(dt, w, ap, am, tp, tm, soft, wmin, wmax):
-    if dt >= 0:
-        d = ap * math.exp(-dt / tp)
-        if soft:
-            d *= wmax - w
-    else:
-        d = -am * math.exp(dt / tm)
-        if soft:
-            d *= w - wmin
-    return d
+def _kernel_table(t_max, ap, am, tp, tm):
+    """``dw(dt)`` for ``dt = -t_max .. t_max`` (index ``dt + t_max``): the same float64 expressions
+    as the per-pair code had (``a+ exp(-dt/tau+)``, ``-a- exp(dt/tau-)``), so the same values."""
+    out = np.empty(2 * t_max + 1)
+    for k in range(2 * t_max + 1):
+        dt = k - t_max
+        if dt >= 0:
+            out[k] = ap * math.exp(-dt / tp)
+        else:
+            out[k] = -am * math.exp(dt / tm)
+    return out
 
 
 @numba.njit(cache=True)
-def _cycle_kernel(pre, post, t, last_pre, last_post, open_, n2, w, dw, ap, am, tp, tm, ignore0, soft, wmin, wmax, syn):
-    """pre [B, n_pre] / post [B, n_post] uint8 spikes at step t; w, dw [n_pre, n_post] float32
-    (transposed, so that the synapses of one pre neuron are contiguous); ``n2[b, i]`` counts the
-    synapses of pre neuron i opened by their post neuron (when it is 0, a pre spike only has to
-    close the pairs with post neurons spiking now and can open the rest of its row at once). The
-    synapses that exist, ``syn = (indptr, idx, has, cindptr, cidx)``: ``has [n_pre, n_post]`` uint8,
-    per pre neuron ``i`` its post neurons ``idx[indptr[i]:indptr[i + 1]]`` and per post neuron ``j``
-    its pre neurons ``cidx[cindptr[j]:cindptr[j + 1]]``, ascending (every one for a dense block); the
-    others are skipped (their cycles never open), which is what makes a sparse block cheap. Each
-    synapse's cycle is independent of the others', so the order of the loops does not matter."""
-    indptr, idx, has, cindptr, cidx = syn
+def _cycle_kernel(pre, post, t, last_pre, last_post, open_, w, dwq, table, t_max, ignore0, soft, wmin, wmax, syn):
+    """pre [B, n_pre] / post [B, n_post] uint8 spikes at step t; ``w [n_post, n_pre]`` (for soft
+    bounds); ``dwq [n_synapses]`` accumulates each synapse's updates over the batch (in the order
+    of the samples). The synapses, ``syn = (indptr, idx, cindptr, cidx, cpos)``: synapse ``q`` of
+    pre neuron ``i`` (``indptr[i] <= q < indptr[i + 1]``) reaches post neuron ``idx[q]``; post
+    neuron ``j``'s synapses come from ``cidx[r]`` and are numbered ``cpos[r]``
+    (``cindptr[j] <= r < cindptr[j + 1]``). A pre spike visits its neuron's synapses, a post spike
+    those of its neuron whose pre neuron is silent; every synapse's cycle is independent of the
+    others' and changes at most once per sample and step. The visits have no data-dependent
+    branches (a visit that changes nothing adds 0.0 to ``dwq``, which is never -0.0, and looks up
+    a table entry it does not use: hence ``t_max > t``); a neuron that never spiked has last spike
+    time -1 (so that ``dt == 0`` tells a spike in this step)."""
+    indptr, idx, cindptr, cidx, cpos = syn
     batch, n_pre = pre.shape
     n_post = post.shape[1]
     post_idx = np.empty(n_post, dtype=np.int64)
+    keep0 = not ignore0
     for b in range(batch):
         n_sp = 0
         for j in range(n_post):
-            if post[b, j]:
-                last_post[b, j] = t
-                post_idx[n_sp] = j
-                n_sp += 1
+            sp = post[b, j] != 0
+            post_idx[n_sp] = j
+            n_sp += sp
+            last_post[b, j] = t if sp else last_post[b, j]
         for i in range(n_pre):
             if pre[b, i]:
                 last_pre[b, i] = t
-                if n2[b, i] == 0:  # no cycle opened by a post neuron: only same-step pairs close
-                    for q in range(indptr[i], indptr[i + 1]):
-                        open_[b, i, idx[q]] = 1
-                    for k in range(n_sp):
-                        j = post_idx[k]
-                        if not has[i, j]:
-                            continue
-                        open_[b, i, j] = 0
-                        if not ignore0:
-                            dw[i, j] += _pair(0, w[i, j], ap, am, tp, tm, soft, wmin, wmax)
-                else:
-                    for q in range(indptr[i], indptr[i + 1]):
-                        j = idx[q]
-                        st = open_[b, i, j]
-                        if post[b, j] or st == 2:  # closes with dt = last_post - t (0 if both now)
-                            open_[b, i, j] = 0
-                            dt = last_post[b, j] - t
-                            if not (ignore0 and dt == 0):
-                                dw[i, j] += _pair(dt, w[i, j], ap, am, tp, tm, soft, wmin, wmax)
-                        else:
-                            open_[b, i, j] = 1  # opens, or moves the start (last_pre is now t)
-                    n2[b, i] = 0
+                for q in range(indptr[i], indptr[i + 1]):
+                    j = idx[q]
+                    dt = last_post[b, j] - t  # 0: the post neuron spikes now
+                    close = (dt == 0) | (open_[b, q] == 2)
+                    open_[b, q] = 0 if close else 1  # closes, opens, or moves the start
+                    d = table[dt + t_max]
+                    if soft:
+                        d *= (wmax - w[j, i]) if dt >= 0 else (w[j, i] - wmin)
+                    dwq[q] += d if close & (keep0 | (dt != 0)) else 0.0
         for k in range(n_sp):  # silent pre neurons: only their synapses onto spiking post neurons change
             j = post_idx[k]
-            for q in range(cindptr[j], cindptr[j + 1]):
-                i = cidx[q]
-                if not pre[b, i]:
-                    st = open_[b, i, j]
-                    if st == 1:
-                        open_[b, i, j] = 0
-                        dt = t - last_pre[b, i]
-                        if not (ignore0 and dt == 0):
-                            dw[i, j] += _pair(dt, w[i, j], ap, am, tp, tm, soft, wmin, wmax)
-                    elif st == 0:
-                        open_[b, i, j] = 2
-                        n2[b, i] += 1
+            for r in range(cindptr[j], cindptr[j + 1]):
+                i, q = cidx[r], cpos[r]
+                dt = t - last_pre[b, i]  # 0: the pre neuron spikes now (its synapse is done)
+                st = open_[b, q]
+                open_[b, q] = st if dt == 0 else (0 if st == 1 else 2)  # closes, or opens (2 stays 2)
+                d = table[dt + t_max]
+                if soft:
+                    d *= (wmax - w[j, i]) if dt >= 0 else (w[j, i] - wmin)
+                dwq[q] += d if (dt != 0) & (st == 1) else 0.0
+
+
+@numba.njit(cache=True)
+def _scatter_rows(dwq, indptr, idx, out):
+    """``out[idx[q], i] = dwq[q]`` for the synapses ``q`` of every pre neuron ``i``."""
+    for i in range(len(indptr) - 1):
+        for q in range(indptr[i], indptr[i + 1]):
+            out[idx[q], i] = dwq[q]
 
 
 Synapses = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
-def _csr(has: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    rows, cols = np.nonzero(has)  # row-major: ascending column within each row
-    indptr = np.zeros(has.shape[0] + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=has.shape[0]), out=indptr[1:])
-    return indptr, cols.astype(np.int64)
-
-
 def _build_synapses(has: np.ndarray) -> Synapses:
-    return (*_csr(has), has, *_csr(np.ascontiguousarray(has.T)))
+    """``has [n_pre, n_post]`` -> the kernel's ``syn`` (synapses numbered row by row)."""
+    rows, cols = np.nonzero(has)  # row-major: ascending column within each row
+    n_pre, n_post = has.shape
+    indptr = np.zeros(n_pre + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n_pre), out=indptr[1:])
+    order = np.lexsort((rows, cols))  # by column, then row
+    cindptr = np.zeros(n_post + 1, dtype=np.int64)
+    np.cumsum(np.bincount(cols, minlength=n_post), out=cindptr[1:])
+    return indptr, cols.astype(np.int64), cindptr, rows[order].astype(np.int64), order.astype(np.int64)
 
 
 @functools.lru_cache(maxsize=8)
@@ -223,6 +234,11 @@ def _synapses(shape: tuple[int, int], mask: torch.Tensor | None) -> Synapses:
     return hit[1]
 
 
+def _spikes_u8(s: torch.Tensor) -> np.ndarray:
+    a = s.detach().cpu().numpy()
+    return a if a.dtype == np.uint8 else a.astype(np.uint8)
+
+
 def stdp_update(
     weight: torch.Tensor,
     pre: torch.Tensor,
@@ -240,29 +256,37 @@ def stdp_update(
     synapses that exist (non-zero); ``dw`` is 0 elsewhere."""
     batch = pre.shape[0]
     if p.rule == "cycle":
-        w_np = np.ascontiguousarray(weight.detach().cpu().numpy().T)
-        dw = np.zeros_like(w_np)
+        if t < 0:
+            raise ValueError(f"t = {t}: STDP steps count from 0")
+        w_np = weight.detach().cpu().numpy()  # [n_post, n_pre]
+        syn = _synapses((w_np.shape[1], w_np.shape[0]), mask)
+        n_syn = len(syn[1])
+        if state.open is None:
+            state.open = np.zeros((batch, n_syn), dtype=np.int8)
+        if state.open.shape != (batch, n_syn):
+            raise ValueError(f"this CycleState tracks {state.open.shape} synapses, not {(batch, n_syn)}")
+        table, t_max = state.kernel_table(int(t), p)
+        dwq = np.zeros(n_syn, dtype=w_np.dtype)
         _cycle_kernel(
-            pre.detach().cpu().numpy().astype(np.uint8),
-            post.detach().cpu().numpy().astype(np.uint8),
+            _spikes_u8(pre),
+            _spikes_u8(post),
             int(t),
             state.last_pre,
             state.last_post,
             state.open,
-            state.n2,
             w_np,
-            dw,
-            p.a_plus,
-            p.a_minus,
-            p.tau_plus_steps,
-            p.tau_minus_steps,
+            dwq,
+            table,
+            t_max,
             p.ignore_zeros,
             p.bounds == "soft",
             p.w_min,
             p.w_max,
-            _synapses(w_np.shape, mask),
+            syn,
         )
-        dw_t = torch.from_numpy(dw.T).to(weight.device) / batch
+        dw = np.zeros(w_np.shape, dtype=w_np.dtype)
+        _scatter_rows(dwq, syn[0], syn[1], dw)
+        dw_t = torch.from_numpy(dw).to(weight.device) / batch
     else:
         sp, so = pre.float(), post.float()
         xp = torch.from_numpy(state.x_pre).to(weight.device)
