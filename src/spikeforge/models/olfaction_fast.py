@@ -20,7 +20,7 @@ What it does differently, each keeping every float operation of the reference an
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,9 +28,6 @@ import torch
 from ..plasticity.pair_stdp import CycleState, stdp_update
 from ..surrogate import FastSigmoid
 from . import olfaction_kernels as K
-
-if TYPE_CHECKING:
-    from .olfaction import OlfactionNet
 
 _NP: dict[torch.dtype, type[np.floating]] = {torch.float32: np.float32, torch.float64: np.float64}
 
@@ -69,8 +66,9 @@ def _reg_grad(u: torch.Tensor, reg: float) -> torch.Tensor:
     return reg / n * ((u > -0.01).to(u.dtype) - 3e-3 * ((sg < 0.1).to(u.dtype) * sg * (1 - sg)))
 
 
-def run_fast(net: OlfactionNet, x, yy, onehot, optimizer, generator, record: bool, counts: bool) -> tuple:
-    """One batch; arguments and return value as :meth:`.olfaction.OlfactionNet._run_reference`."""
+def run_fast(net: Any, x, yy, onehot, optimizer, generator, record: bool, counts: bool) -> tuple:
+    """One batch; arguments and return value as :meth:`.olfaction.OlfactionNet._run_reference`
+    (``net`` is that OlfactionNet; typed loosely so that the import runs one way only)."""
     p = net.p
     learn = optimizer is not None
     B, dt = x.shape[0], x.dtype
