@@ -333,9 +333,9 @@ class OlfactionNet:
                     self.weights[b].grad = gw
                     self.biases[b].grad = du.sum(0) * e_bias
                     loss_sum = loss_sum + lv.double()
-            top = _dropped(filt[-1], drop[-1])  # the trained readout's input, used twice below
-            out = top @ self.out_w.t() + self.out_b
-            if t >= p.burn_in:
+            if t >= p.burn_in:  # the output readout: its logits count (and it learns) only after the burn-in
+                top = _dropped(filt[-1], drop[-1])  # the trained readout's input, used twice
+                out = top @ self.out_w.t() + self.out_b
                 logits += out
                 for l, s in enumerate(spikes):
                     rate_sums[l] += s.mean().double()

@@ -197,9 +197,9 @@ def run_fast(net: Any, x, yy, onehot, optimizer, generator, record: bool, counts
                 net.weights[b].grad = gw[b]
                 net.biases[b].grad = dub.sum(0) * e_bias
                 loss_sum += float(lv)
-        top = sd[nb] if update and dp_ > 0 else filt[nb] if lam else spikes[nb]
-        out = top @ net.out_w.t() + net.out_b
-        if after:
+        if after:  # the output readout: its logits count (and it learns) only after the burn-in
+            top = sd[nb] if update and dp_ > 0 else filt[nb] if lam else spikes[nb]
+            out = top @ net.out_w.t() + net.out_b
             logits += out
             for l, n in enumerate(n_counted):  # s.mean(): sum / numel, the sum exact below 2^24 spikes
                 exact = n < 1 << 24 or dt == torch.float64
