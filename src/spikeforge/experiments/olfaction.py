@@ -12,12 +12,21 @@ random draws are the rank's rows of the whole batch's (:class:`~..models.data_pa
 gradients and STDP updates are averaged over the whole batch before every optimizer step, rank 0's
 state (fresh or resumed) is broadcast at the start and only rank 0 writes; so ``P`` ranks train what
 one process trains (to float rounding).
+
+Weight averaging (``run.ema_decay = d > 0``, spiking modes): every batch gets ``steps - burn_in``
+online updates, so the weights at the end of a batch are fitted to that batch. The trainer keeps
+an exponential moving average of the trained tensors (weights, biases, output readout), updated
+after every training batch, ``avg = d * avg + (1 - d) * w``, and evaluates, plots and reports that
+average; training continues from the weights themselves. The average is saved in the checkpoint
+(``ema.NAME``), so a resumed run continues it exactly.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -72,6 +81,11 @@ class Trainer:
         else:
             self.net = OlfactionNet(cfg.model, g).to_dtype(self.dtype)
             self.opt = self.net.make_optimizer(r.optimizer, r.lr, r.weight_decay)
+        # the running average of the trained tensors (run.ema_decay > 0, spiking modes only)
+        self.ema: dict[str, torch.Tensor] = {}
+        if r.mode != "ann" and r.ema_decay > 0:
+            fixed = ("mask", "readout")  # masks and local readouts never change
+            self.ema = {k: t.detach().clone() for k, t in self.net.tensors().items() if not k.startswith(fixed)}
 
     def _shard(self, n: int | None) -> tuple[int, int]:
         """This rank's rows ``[a, b)`` of a batch of ``n`` (the model draws for all ``n`` rows);
@@ -88,6 +102,7 @@ class Trainer:
 
     def tensors(self) -> dict[str, torch.Tensor]:
         d = dict(self.ann.state_dict()) if self.cfg.run.mode == "ann" else dict(self.net.tensors())
+        d.update({f"ema.{k}": v for k, v in self.ema.items()})
         for k, prm in enumerate(self._opt_params()):
             for name, val in self.opt.state.get(prm, {}).items():
                 d[f"opt.{k}.{name}"] = torch.as_tensor(val).reshape(-1) if name == "step" else val
@@ -98,6 +113,13 @@ class Trainer:
             self.ann.load_state_dict({k: torch.from_numpy(v) for k, v in arrays.items() if not k.startswith("opt.")})
         else:
             self.net.load_tensors(arrays)
+            for name, avg in self.ema.items():
+                if f"ema.{name}" not in arrays:
+                    raise ConfigError(
+                        "the checkpoint holds no weight average (it was written with run.ema_decay = 0); "
+                        "resume it with --set run.ema_decay=0, or use --out elsewhere for a new run"
+                    )
+                avg.copy_(torch.as_tensor(arrays[f"ema.{name}"]))
         for k, prm in enumerate(self._opt_params()):
             st = {
                 n.split(".", 2)[2]: torch.from_numpy(v.copy()) for n, v in arrays.items() if n.startswith(f"opt.{k}.")
@@ -105,6 +127,29 @@ class Trainer:
             if st:
                 st["step"] = st["step"].reshape(())
                 self.opt.state[prm] = st
+
+    @contextmanager
+    def averaged(self) -> Iterator[None]:
+        """Within the block the network holds the weight average (``run.ema_decay > 0``; otherwise
+        its own weights); after it, the training weights again."""
+        if not self.ema:
+            yield
+            return
+        live = self.net.tensors()
+        saved = {k: live[k].clone() for k in self.ema}
+        for k, v in self.ema.items():
+            live[k].copy_(v)
+        try:
+            yield
+        finally:
+            for k, v in saved.items():
+                live[k].copy_(v)
+
+    def _update_average(self) -> None:
+        d = self.cfg.run.ema_decay
+        live = self.net.tensors()
+        for k, v in self.ema.items():
+            v.mul_(d).add_(live[k], alpha=1 - d)
 
     # --- training ------------------------------------------------------------------------------
     def train_epoch(self, x: np.ndarray, y: np.ndarray, epoch: int) -> tuple[float, float]:
@@ -139,6 +184,8 @@ class Trainer:
             else:
                 res = self.net.run_batch(xb, yb, self.opt, g)
                 logits, lv = res["logits"], res["loss"]
+                if self.ema:
+                    self._update_average()
             correct += int((logits.argmax(1) == yb).sum())
             loss_sum += lv * share
             n_batches += 1
@@ -147,7 +194,12 @@ class Trainer:
         return float(total[1]) / n_batches, float(total[0]) / len(x)
 
     @torch.no_grad()
-    def predict(self, x: np.ndarray, seed_offset: int = 0) -> np.ndarray:
+    def predict(self, x: np.ndarray, seed_offset: int = 0, raw: bool = False) -> np.ndarray:
+        """Predicted classes of ``x`` by the weight average (``run.ema_decay > 0``; ``raw``: by the
+        training weights) or the weights themselves."""
+        if self.ema and not raw:
+            with self.averaged():
+                return self.predict(x, seed_offset, raw=True)
         r = self.cfg.run
         g = torch.Generator().manual_seed(r.seed * 7919 + 17 + seed_offset)
         out = torch.zeros(len(x), dtype=torch.int64)
@@ -162,10 +214,11 @@ class Trainer:
         return self.dp.all_sum(out).numpy()  # every rank's rows
 
     def connectivity(self) -> list[np.ndarray]:
-        """Effective weights of every block ``[n_out, n_in]``."""
+        """Effective weights of every block ``[n_out, n_in]`` (of the weight average where there is one)."""
         if self.cfg.run.mode == "ann":
             return [w.numpy() for w in self.ann.connectivity()]
-        return [self.net.effective(b).numpy().copy() for b in range(self.cfg.model.n_blocks)]
+        with self.averaged():
+            return [self.net.effective(b).numpy().copy() for b in range(self.cfg.model.n_blocks)]
 
 
 def run_in(rd: RunDir, log=None, dp: OneProcess = ONE_PROCESS) -> dict:
@@ -213,14 +266,18 @@ def run_in(rd: RunDir, log=None, dp: OneProcess = ONE_PROCESS) -> dict:
             loss, train_acc = trainer.train_epoch(data["x_train"], data["y_train"], epoch)
             seconds = time.perf_counter() - t0
             val_acc = float((trainer.predict(data["x_val"]) == data["y_val"]).mean())
+            if trainer.ema:  # the training weights' own figure, to show what the average adds
+                raw = float((trainer.predict(data["x_val"], raw=True) == data["y_val"]).mean())
+                hist.setdefault("val_acc_raw", []).append(raw)
             test_acc = float((trainer.predict(data["x_test"], 1) == data["y_test"]).mean())
             conn = report.epoch_connectivity(trainer.connectivity())
             for k, v in zip(hist, (epoch + 1, loss, train_acc, val_acc, test_acc, seconds)):
                 hist[k].append(v)
             for k, v in conn.items():  # setdefault: checkpoints written before these keys existed
                 hist.setdefault(k, []).append(v)
+            raw_note = f" (weights {hist['val_acc_raw'][-1]:.4f})" if trainer.ema else ""
             log(
-                f"epoch {epoch + 1}/{n_epochs}: loss {loss:.4f} train {train_acc:.4f} val {val_acc:.4f} "
+                f"epoch {epoch + 1}/{n_epochs}: loss {loss:.4f} train {train_acc:.4f} val {val_acc:.4f}{raw_note} "
                 f"test {test_acc:.4f} ({n_train / seconds:.1f} samples/s) "
                 + " ".join(f"{k} {v}" for k, v in conn.items())
             )
@@ -228,5 +285,6 @@ def run_in(rd: RunDir, log=None, dp: OneProcess = ONE_PROCESS) -> dict:
             stop.check()
     results = rd.write_results(report.summarise(cfg, trainer, hist, n_train), engine="olfaction-closed-form")
     if cfg.run.plots and dp.is_main:
-        report.make_plots(cfg, trainer, hist, data, out, results)
+        with trainer.averaged():
+            report.make_plots(cfg, trainer, hist, data, out, results)
     return results

@@ -39,6 +39,13 @@ class OlfactionRunParams(Params):
     lr_schedule: Literal["constant", "cosine"] = Field(
         "cosine", description="spiking modes: lr * (1 + cos(pi * epoch / epochs)) / 2 per epoch"
     )
+    ema_decay: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="spiking modes: evaluate a running average of the weights, updated after every training "
+        "batch as avg = d * avg + (1 - d) * w (0: the weights themselves)",
+    )
     val_fraction: float = Field(0.1, gt=0, lt=1, description="validation split taken from the training set")
     train_limit: int = Field(0, ge=0, description="use only the first N training samples (0 = all)")
     seed: int = Field(0, ge=0)
