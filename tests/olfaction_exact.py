@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import platform
 import sys
 
 import torch
@@ -111,9 +112,26 @@ def digest(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()[:24]
 
 
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def environment() -> dict[str, str]:
-    """What the digests depend on beyond the code: torch's version and the CPU kernels it picks."""
-    return {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    """What the digests depend on beyond the code: torch's version, the CPU kernels it picks and the
+    CPU itself (the same AVX512 kernels give other float32 roundings on an AMD EPYC than on the
+    Intel Xeon the digests were made on)."""
+    return {
+        "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_model": _cpu_model(),
+    }
 
 
 if __name__ == "__main__":
