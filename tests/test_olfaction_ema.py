@@ -35,7 +35,9 @@ def test_average_is_the_recursion_over_the_batches(cache, mode):
     tr, data = _trainer(d, mode)
     keys = sorted(tr.ema)
     assert keys and not any(k.startswith(("mask", "readout")) for k in keys)
-    assert {"w0", "out_w", "out_b"} <= set(keys)
+    assert {"w0", "bias0", "w1", "out_w", "out_b"} <= set(keys)
+    # the STDP block (hybrid: the last, PN -> KC) keeps its rule's own state, unaveraged
+    assert ("w2" in keys and "bias2" in keys) == (mode == "decolle")
     expect = {k: tr.net.tensors()[k].clone() for k in keys}  # the average starts at the initial weights
     run = tr.net.run_batch
 

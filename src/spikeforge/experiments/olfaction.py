@@ -15,7 +15,8 @@ one process trains (to float rounding).
 
 Weight averaging (``run.ema_decay = d > 0``, spiking modes): every batch gets ``steps - burn_in``
 online updates, so the weights at the end of a batch are fitted to that batch. The trainer keeps
-an exponential moving average of the trained tensors (weights, biases, output readout), updated
+an exponential moving average of the gradient-trained tensors (the DECOLLE blocks' weights and
+biases, the output readout; not the STDP blocks, which keep their rule's own state), updated
 after every training batch, ``avg = d * avg + (1 - d) * w``, and evaluates, plots and reports that
 average; training continues from the weights themselves. The average is saved in the checkpoint
 (``ema.NAME``), so a resumed run continues it exactly.
@@ -81,11 +82,17 @@ class Trainer:
         else:
             self.net = OlfactionNet(cfg.model, g).to_dtype(self.dtype)
             self.opt = self.net.make_optimizer(r.optimizer, r.lr, r.weight_decay)
-        # the running average of the trained tensors (run.ema_decay > 0, spiking modes only)
+        # the running average of the gradient-trained tensors (run.ema_decay > 0, spiking modes only):
+        # not the masks and local readouts (fixed), nor the weights and homeostatic biases of the
+        # STDP blocks, whose local rules keep their own running state
         self.ema: dict[str, torch.Tensor] = {}
         if r.mode != "ann" and r.ema_decay > 0:
-            fixed = ("mask", "readout")  # masks and local readouts never change
-            self.ema = {k: t.detach().clone() for k, t in self.net.tensors().items() if not k.startswith(fixed)}
+            skip = {f"{kind}{b}" for b in self.net.stdp_set for kind in ("w", "bias")}
+            self.ema = {
+                k: t.detach().clone()
+                for k, t in self.net.tensors().items()
+                if not k.startswith(("mask", "readout")) and k not in skip
+            }
 
     def _shard(self, n: int | None) -> tuple[int, int]:
         """This rank's rows ``[a, b)`` of a batch of ``n`` (the model draws for all ``n`` rows);
