@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from spikeforge.experiments.olfaction import OlfactionConfig, Trainer, split_data
+from spikeforge.experiments.olfaction import OlfactionConfig, Trainer, blend_average, split_data
 
 
 def main() -> None:
@@ -41,8 +41,7 @@ def main() -> None:
     def update() -> None:  # every average, as Trainer._update_average does for one
         live = tr.net.tensors()
         for d, avg in averages.items():
-            for k, v in avg.items():
-                v.mul_(d).add_(live[k], alpha=1 - d)
+            blend_average(avg, live, d)
 
     tr._update_average = update  # type: ignore[method-assign]
 

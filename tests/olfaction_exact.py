@@ -10,11 +10,11 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import platform
 import sys
 
 import torch
 
+from spikeforge.experiments.scaffold.runtime import cpu_model
 from spikeforge.models.olfaction import OlfactionNet, OlfactionNetParams
 
 #: the experiment's network (olfaction_config._experiment_model) at a tiny size; STDP a +- raised
@@ -112,17 +112,6 @@ def digest(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()[:24]
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def environment() -> dict[str, str]:
     """What the digests depend on beyond the code: torch's version, the CPU kernels it picks and the
     CPU itself (the same AVX512 kernels give other float32 roundings on an AMD EPYC than on the
@@ -130,7 +119,7 @@ def environment() -> dict[str, str]:
     return {
         "torch": torch.__version__,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
     }
 
 

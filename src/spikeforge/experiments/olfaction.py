@@ -66,6 +66,12 @@ def split_data(cfg: OlfactionConfig) -> dict[str, np.ndarray]:
     }
 
 
+def blend_average(avg: dict[str, torch.Tensor], live: dict[str, torch.Tensor], decay: float) -> None:
+    """One step of the weight average, in place: ``avg[k] = decay * avg[k] + (1 - decay) * live[k]``."""
+    for k, v in avg.items():
+        v.mul_(decay).add_(live[k], alpha=1 - decay)
+
+
 class Trainer:
     """One model (spiking or ANN) with its optimizer; epoch training and evaluation."""
 
@@ -153,10 +159,7 @@ class Trainer:
                 live[k].copy_(v)
 
     def _update_average(self) -> None:
-        d = self.cfg.run.ema_decay
-        live = self.net.tensors()
-        for k, v in self.ema.items():
-            v.mul_(d).add_(live[k], alpha=1 - d)
+        blend_average(self.ema, self.net.tensors(), self.cfg.run.ema_decay)
 
     # --- training ------------------------------------------------------------------------------
     def train_epoch(self, x: np.ndarray, y: np.ndarray, epoch: int) -> tuple[float, float]:
