@@ -108,6 +108,7 @@ class CycleState:
         self.last_pre = np.full((batch, n_pre), -1, dtype=np.int32)  # -1: no spike yet
         self.last_post = np.full((batch, n_post), -1, dtype=np.int32)
         self.open: np.ndarray | None = None
+        self.n2: np.ndarray | None = None  # dense blocks: per sample and pre neuron, synapses opened by post
         self.x_pre = np.zeros((batch, n_pre), dtype=np.float32)  # traces (rule = "trace")
         self.x_post = np.zeros((batch, n_post), dtype=np.float32)
         self.table = np.zeros(0)  # _pair's amplitude at dt = -t_max .. t_max
@@ -189,6 +190,71 @@ def _cycle_kernel(pre, post, t, last_pre, last_post, open_, w, dwq, table, t_max
 
 
 @numba.njit(cache=True)
+def _cycle_kernel_dense(pre, post, t, last_pre, last_post, open_, n2, w, dwq, table, t_max, ignore0, soft, wmin, wmax):
+    """:func:`_cycle_kernel` for a dense block (synapse ``q = i n_post + j``), with the same state
+    and the same updates in the same order, plus ``n2 [B, n_pre]``: the synapses of pre neuron
+    ``i`` opened by their post neuron. Where that is 0 a pre spike closes only the pairs with post
+    neurons spiking now and opens the rest of its row at once, and a visit that changes nothing is
+    skipped: about 2x faster than the branch-free visits on a dense block's correlated spikes."""
+    batch, n_pre = pre.shape
+    n_post = post.shape[1]
+    post_idx = np.empty(n_post, dtype=np.int64)
+    keep0 = not ignore0
+    d0 = table[t_max]
+    for b in range(batch):
+        n_sp = 0
+        for j in range(n_post):
+            if post[b, j] != 0:
+                last_post[b, j] = t
+                post_idx[n_sp] = j
+                n_sp += 1
+        for i in range(n_pre):
+            if pre[b, i]:
+                last_pre[b, i] = t
+                row = i * n_post
+                if n2[b, i] == 0:  # every synapse of the row is closed or opened by pre
+                    for j in range(n_post):
+                        open_[b, row + j] = 1
+                    for k in range(n_sp):
+                        j = post_idx[k]
+                        open_[b, row + j] = 0
+                        if keep0:
+                            d = d0 * (wmax - w[j, i]) if soft else d0
+                            dwq[row + j] += d
+                else:
+                    for j in range(n_post):
+                        q = row + j
+                        dt = last_post[b, j] - t
+                        if dt == 0 or open_[b, q] == 2:
+                            open_[b, q] = 0
+                            if keep0 or dt != 0:
+                                d = table[dt + t_max]
+                                if soft:
+                                    d *= (wmax - w[j, i]) if dt >= 0 else (w[j, i] - wmin)
+                                dwq[q] += d
+                        else:
+                            open_[b, q] = 1
+                    n2[b, i] = 0
+        for k in range(n_sp):
+            j = post_idx[k]
+            for i in range(n_pre):
+                if pre[b, i]:
+                    continue
+                q = i * n_post + j
+                st = open_[b, q]
+                if st == 1:
+                    open_[b, q] = 0
+                    dt = t - last_pre[b, i]
+                    d = table[dt + t_max]
+                    if soft:
+                        d *= wmax - w[j, i]
+                    dwq[q] += d
+                elif st == 0:
+                    open_[b, q] = 2
+                    n2[b, i] += 1
+
+
+@numba.njit(cache=True)
 def _scatter_rows(dwq, indptr, idx, out):
     """``out[idx[q], i] = dwq[q]`` for the synapses ``q`` of every pre neuron ``i``."""
     for i in range(len(indptr) - 1):
@@ -263,27 +329,34 @@ def stdp_update(
         n_syn = len(syn[1])
         if state.open is None:
             state.open = np.zeros((batch, n_syn), dtype=np.int8)
+            state.n2 = np.zeros((batch, w_np.shape[1]), dtype=np.int32)
         if state.open.shape != (batch, n_syn):
             raise ValueError(f"this CycleState tracks {state.open.shape} synapses, not {(batch, n_syn)}")
         table, t_max = state.kernel_table(int(t), p)
         dwq = np.zeros(n_syn, dtype=w_np.dtype)
-        _cycle_kernel(
-            _spikes_u8(pre),
-            _spikes_u8(post),
-            int(t),
-            state.last_pre,
-            state.last_post,
-            state.open,
-            w_np,
-            dwq,
-            table,
-            t_max,
-            p.ignore_zeros,
-            p.bounds == "soft",
-            p.w_min,
-            p.w_max,
-            syn,
-        )
+        if mask is None and state.n2 is not None:
+            _cycle_kernel_dense(
+                _spikes_u8(pre), _spikes_u8(post), int(t), state.last_pre, state.last_post, state.open, state.n2,
+                w_np, dwq, table, t_max, p.ignore_zeros, p.bounds == "soft", p.w_min, p.w_max,
+            )  # fmt: skip
+        else:
+            _cycle_kernel(
+                _spikes_u8(pre),
+                _spikes_u8(post),
+                int(t),
+                state.last_pre,
+                state.last_post,
+                state.open,
+                w_np,
+                dwq,
+                table,
+                t_max,
+                p.ignore_zeros,
+                p.bounds == "soft",
+                p.w_min,
+                p.w_max,
+                syn,
+            )
         dw = np.zeros(w_np.shape, dtype=w_np.dtype)
         _scatter_rows(dwq, syn[0], syn[1], dw)
         dw_t = torch.from_numpy(dw).to(weight.device) / batch
