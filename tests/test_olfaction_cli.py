@@ -96,3 +96,15 @@ def test_packaged_toml_agrees_with_the_experiment_defaults():
     from spikeforge.experiments.olfaction_config import SPEC, OlfactionConfig
 
     assert SPEC.default_config().to_dict() == OlfactionConfig().to_dict()
+
+
+def test_epochs_zero_takes_the_presets_count():
+    """``run.epochs = 0`` (the default) resolves to the preset's measured budget; an explicit count stays."""
+    from spikeforge.experiments.olfaction_config import PRESET_EPOCHS, OlfactionConfig
+
+    cfg = OlfactionConfig()
+    assert cfg.run.epochs == 0
+    for preset, n in PRESET_EPOCHS.items():
+        assert cfg.replace(run=cfg.run.replace(preset=preset)).resolved().run.epochs == n
+    assert PRESET_EPOCHS["small"] == 12 and PRESET_EPOCHS["medium"] == 10
+    assert cfg.replace(run=cfg.run.replace(epochs=3)).resolved().run.epochs == 3

@@ -25,7 +25,7 @@ def _reference_grads(net, x, y, steps):
     """Autograd on the same network: inputs detached, neuron state carried through the steps but
     the reset detached (``eligibility = 'trace'``: dv/dW ignores the reset)."""
     p = net.p
-    c = p.cuba
+    c, ls = p.cuba, p.label_smoothing
     ws = [w.clone().requires_grad_(True) for w in net.weights]
     bs = [b.clone().requires_grad_(True) for b in net.biases]
     ow, ob = net.out_w.clone().requires_grad_(True), net.out_b.clone().requires_grad_(True)
@@ -44,9 +44,9 @@ def _reference_grads(net, x, y, steps):
             vol[b + 1] = v - (v * s).detach()
             spikes.append(s)
             if t == steps - 1 and b not in net.stdp_set:
-                loss = loss + torch.nn.functional.cross_entropy(s @ net.readouts[b].t(), y)
+                loss = loss + torch.nn.functional.cross_entropy(s @ net.readouts[b].t(), y, label_smoothing=ls)
         if t == steps - 1:
-            loss = loss + torch.nn.functional.cross_entropy(spikes[-1].detach() @ ow.t() + ob, y)
+            loss = loss + torch.nn.functional.cross_entropy(spikes[-1].detach() @ ow.t() + ob, y, label_smoothing=ls)
     loss.backward()
     out = []
     for b in range(p.n_blocks):
@@ -55,11 +55,19 @@ def _reference_grads(net, x, y, steps):
     return out + [ow.grad, ob.grad]
 
 
-@pytest.mark.parametrize("sign", ["abs", "none"])
-def test_closed_form_gradients_match_autograd(sign):
+@pytest.mark.parametrize(("sign", "smoothing"), [("abs", 0.0), ("none", 0.0), ("abs", 0.2)])
+def test_closed_form_gradients_match_autograd(sign, smoothing):
+    """Every DECOLLE gradient against autograd; ``label_smoothing``: torch's smoothed cross-entropy."""
     torch.manual_seed(0)
     p = OlfactionNetParams(
-        layer_sizes=[6, 20, 8, 30], n_class=4, steps=9, burn_in=8, sign_constraint=sign, input_gain=1.0, init_scale=1.5
+        layer_sizes=[6, 20, 8, 30],
+        n_class=4,
+        steps=9,
+        burn_in=8,
+        sign_constraint=sign,
+        input_gain=1.0,
+        init_scale=1.5,
+        label_smoothing=smoothing,
     )
     net = OlfactionNet(p, torch.Generator().manual_seed(1))
     x, y = torch.rand(5, 6), torch.tensor([0, 1, 2, 3, 1])

@@ -97,7 +97,7 @@ def _table(args) -> int:
             )
             assert isinstance(cfg, OlfactionConfig)
             preset = cfg.run.preset
-            want = cfg.run.ann_epochs if mode == "ann" else cfg.run.epochs
+            want = cfg.run.ann_epochs if mode == "ann" else cfg.resolved().run.epochs
             done = rd.read_results() if (saved is not None or args.reuse) else {}
             if done and (args.reuse or done.get("epochs") == want):
                 rows.append(done)

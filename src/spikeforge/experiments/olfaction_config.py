@@ -15,6 +15,9 @@ from ..plasticity.pair_stdp import PairSTDPParams
 from .scaffold import ExperimentSpec, Flag, nonneg_int, positive_int
 
 KC_SIZES = (50, 500, 2500, 5000)
+# epochs of the spiking modes when run.epochs = 0: one epoch is 100 Adam steps per batch, so the
+# budget that generalises shrinks with the training set (docs/olfaction.md, "The schedule")
+PRESET_EPOCHS = {"small": 12, "medium": 10, "wang2021": 2}
 MODES = ("decolle", "hybrid", "ann")
 
 
@@ -24,7 +27,11 @@ class OlfactionRunParams(Params):
     preset: Literal["small", "medium", "wang2021"] = "small"
     kc: int = Field(2500, ge=1, description="KC (expansion) layer size: layer_sizes[-1]")
     mode: Literal["decolle", "hybrid", "ann"] = "decolle"
-    epochs: int = Field(30, ge=1, description="epochs of the spiking modes")
+    epochs: int = Field(
+        0,
+        ge=0,
+        description="epochs of the spiking modes (0: the preset's, PRESET_EPOCHS: small 12, medium 10, wang2021 2)",
+    )
     ann_epochs: int = Field(100, ge=1, description="epochs of mode 'ann'")
     batch_size: int = Field(256, ge=1)
     lr: float = Field(1e-4, gt=0, description="Adam, one step per time step after the burn-in")
@@ -61,15 +68,16 @@ class OlfactionRunParams(Params):
 def _experiment_model() -> OlfactionNetParams:
     """The network of the experiment: the building blocks' published defaults, except the choices
     measured in docs/olfaction.md (subtractive reset in the hidden layers, local readout amplitude 4,
-    dropout 0.5 on the readouts' inputs in training;
-    STDP blocks: 7 random inputs per neuron, a homeostatic threshold towards 0.1 spikes per step and
+    dropout 0.5 on the readouts' inputs in training, label smoothing 0.1;
+    STDP blocks: 7 random inputs per neuron, a homeostatic threshold towards 0.2 spikes per step and
     the weight bound at twice the largest initial weight)."""
     return OlfactionNetParams(
         cuba=CubaLIFParams(reset="subtract"),
         readout_ampl=4.0,
         readout_dropout=0.5,
+        label_smoothing=0.1,
         stdp_fan_in=7,
-        stdp_target_rate=0.1,
+        stdp_target_rate=0.2,
         stdp=PairSTDPParams(w_max=0.15),
     )
 
@@ -82,7 +90,7 @@ class OlfactionConfig(Params):
 
     def resolved(self) -> OlfactionConfig:
         """Layer sizes from ``run.kc``, classes from the preset, ``stdp_block_idx`` from the mode
-        (hybrid without a list: the last block, as the original)."""
+        (hybrid without a list: the last block, as the original), ``run.epochs`` 0 from the preset."""
         dp = odata.preset(self.run.preset, **self.data)
         sizes = [dp.n_or, *self.model.layer_sizes[1:-1], self.run.kc]
         stdp = list(self.model.stdp_block_idx)
@@ -92,7 +100,8 @@ class OlfactionConfig(Params):
             stdp = []
         model = self.model.replace(layer_sizes=sizes, n_class=dp.n_class, stdp_block_idx=stdp)
         ann = self.ann.replace(layer_sizes=sizes, n_class=dp.n_class)
-        return self.replace(model=model, ann=ann)
+        run = self.run.replace(epochs=self.run.epochs or PRESET_EPOCHS[self.run.preset])
+        return self.replace(run=run, model=model, ann=ann)
 
 
 SPEC = ExperimentSpec(
@@ -107,7 +116,12 @@ SPEC = ExperimentSpec(
 
 _COMMON = (
     Flag("--preset", "run.preset", str, "data preset", choices=tuple(odata.PRESETS)),
-    Flag("--epochs", "run.epochs", positive_int, "epochs of the spiking modes"),
+    Flag(
+        "--epochs",
+        "run.epochs",
+        positive_int,
+        "epochs of the spiking modes (0: the preset's: small 12, medium 10, wang2021 2)",
+    ),
     Flag("--ann-epochs", "run.ann_epochs", positive_int, "epochs of mode ann"),
     Flag("--train-limit", "run.train_limit", nonneg_int, "use the first N training samples (0: all)"),
     Flag("--plot", "run.plots", bool, "write the figures"),

@@ -78,6 +78,13 @@ class OlfactionNetParams(Params):
     eligibility: Literal["step", "trace"] = "trace"
     loss: Literal["cross_entropy", "smooth_l1"] = "cross_entropy"
     reg: float = Field(0.0, ge=0.0, description="DECOLLE regulariser weight")
+    label_smoothing: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="training targets (1 - e) onehot + e / n_class for every readout's loss (0: one-hot); "
+        "the logged loss stays that of the label",
+    )
     readout_tau_steps: float = Field(
         0.0, ge=0.0, description="readouts see spikes filtered with this time constant (0: the spikes themselves)"
     )
@@ -243,6 +250,8 @@ class OlfactionNet:
             x = x + p.noise_std * self._draw(torch.randn, x.shape, generator)
         yy = y if y is not None else torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
         onehot = torch.nn.functional.one_hot(yy, p.n_class).to(x.dtype)
+        if p.label_smoothing > 0:
+            onehot = onehot * (1.0 - p.label_smoothing) + p.label_smoothing / p.n_class
         args = (x, yy, onehot, optimizer, generator, record, counts)
         if self.fast and fast_supported(x):
             logits, loss_sum, n_upd, first_loss, rate_sums, rec, count_sums = run_fast(self, *args)
