@@ -184,6 +184,23 @@ def test_results_record_provenance(tmp_path):
         assert len(prov["git"]["commit"]) == 40 and isinstance(prov["git"]["dirty"], bool)
 
 
+def test_provenance_names_the_commit_checked_out_when_the_run_opened(tmp_path, monkeypatch):
+    """A commit made while a long run trains must not appear in its results.json."""
+    from spikeforge.experiments.olfaction_config import SPEC, OlfactionConfig
+    from spikeforge.experiments.scaffold import runtime
+    from spikeforge.experiments.scaffold.rundir import RunDir
+
+    monkeypatch.setattr(runtime, "_git", lambda: {"commit": "a" * 40, "dirty": False})
+    rd = RunDir(tmp_path / "r", SPEC, quiet=True).open(OlfactionConfig())
+    monkeypatch.setattr(runtime, "_git", lambda: {"commit": "b" * 40, "dirty": True})
+    try:
+        prov = rd.write_results({"test_accuracy": 0.5})["provenance"]
+    finally:
+        rd.close()
+    assert prov["git"] == {"commit": "a" * 40, "dirty": False}
+    assert json.loads((tmp_path / "r" / "results.json").read_text())["provenance"]["git"]["commit"] == "a" * 40
+
+
 def test_show_config_prints_the_resolved_toml_and_creates_nothing(tmp_path, capsys):
     out = tmp_path / "r"
     assert main(["diehl-cook", "run", "--out", str(out), "--neurons", "12", "--show-config"]) == 0

@@ -19,6 +19,7 @@ from ...io.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from . import runtime
 from .runtime import DeferredInterrupts, progress_bar, provenance
 from .spec import ExperimentSpec, diff
 
@@ -43,6 +44,7 @@ class RunDir:
         self._lock_fd: int | None = None
         self._recorded = False
         self._loaded = False
+        self._git_at_open: dict[str, Any] | None = None
         self._check_path()
 
     # ------------------------------------------------------------------ the directory
@@ -110,6 +112,9 @@ class RunDir:
             for d in (self.path, *(p for p in self.path.iterdir() if p.is_dir())):
                 remove_stale_temporaries(d)  # left by a killed command (we hold the lock)
             self.cfg = cfg
+            # the code that runs is the code checked out now, not when results.json is written
+            # (a long run outlives commits made beside it)
+            self._git_at_open = runtime._git()
         except BaseException:
             self.close()
             raise
@@ -249,10 +254,14 @@ class RunDir:
         self, results: dict[str, Any], engine: str | None = None, provenance_extra: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         """Write ``results.json`` with the run's config and provenance (plus the experiment's own
-        ``provenance_extra`` entries); returns what was written."""
+        ``provenance_extra`` entries; the git commit is the one checked out when this process opened
+        the directory); returns what was written."""
         results = dict(results)
         results["config"] = self.cfg.to_dict() if self.cfg is not None else results.get("config")
-        results["provenance"] = provenance(engine) | (provenance_extra or {})
+        prov = provenance(engine)
+        if self._git_at_open is not None:
+            prov["git"] = self._git_at_open
+        results["provenance"] = prov | (provenance_extra or {})
         self.record()
         atomic_write_json(self.path / "results.json", results)
         return results
