@@ -119,7 +119,7 @@ _COMMON = (
     Flag(
         "--epochs",
         "run.epochs",
-        positive_int,
+        nonneg_int,
         "epochs of the spiking modes (0: the preset's: small 12, medium 10, wang2021 2)",
     ),
     Flag("--ann-epochs", "run.ann_epochs", positive_int, "epochs of mode ann"),

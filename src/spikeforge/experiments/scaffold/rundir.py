@@ -258,10 +258,7 @@ class RunDir:
         the directory); returns what was written."""
         results = dict(results)
         results["config"] = self.cfg.to_dict() if self.cfg is not None else results.get("config")
-        prov = provenance(engine)
-        if self._git_at_open is not None:
-            prov["git"] = self._git_at_open
-        results["provenance"] = prov | (provenance_extra or {})
+        results["provenance"] = provenance(engine, self._git_at_open) | (provenance_extra or {})
         self.record()
         atomic_write_json(self.path / "results.json", results)
         return results

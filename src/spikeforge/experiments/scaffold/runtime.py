@@ -169,7 +169,7 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def provenance(engine: str | None = None) -> dict[str, Any]:
+def provenance(engine: str | None = None, git: dict[str, Any] | None = None) -> dict[str, Any]:
     """Where a result comes from: versions, the git commit (with a dirty flag) when the package runs
     from a git checkout, the CPU, the thread counts and the engine."""
     from ... import __version__
@@ -181,7 +181,7 @@ def provenance(engine: str | None = None) -> dict[str, Any]:
         threads["numba"] = sys.modules["numba"].get_num_threads()
     return {
         "spikeforge": __version__,
-        "git": _git(),
+        "git": git if git is not None else _git(),
         "python": platform.python_version(),
         "numpy": np.__version__,
         "numba": _version("numba"),
