@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..config import ConfigError
 from ..experiments.olfaction_config import FLAGS, KC_SIZES, MODES, SPEC, TABLE_FLAGS, OlfactionConfig
 from ..experiments.scaffold import (
     RunDir,
     add_arguments,
+    check_device,
     flag_values,
     parallel,
     positive_int,
@@ -34,7 +36,7 @@ def add_parser(subparsers) -> None:
         description="Train one network (resumes a run in --out); writes results.json, checkpoint, "
         "accuracy.png, glomeruli.png, kc_weights.png and raster.png.",
     )
-    add_arguments(p, SPEC, FLAGS)
+    add_arguments(p, SPEC, FLAGS, device=True)
     parallel.add_nproc_argument(p, "olfaction run")
     p.set_defaults(func=_run)
     t = sub.add_parser(
@@ -43,7 +45,7 @@ def add_parser(subparsers) -> None:
         description="One run per KC size and mode in --out/kcN-MODE (finished runs are reused), then "
         "table.md, table.json and table.png.",
     )
-    add_arguments(t, SPEC, TABLE_FLAGS)
+    add_arguments(t, SPEC, TABLE_FLAGS, device=True)
     t.add_argument("--kc", type=positive_int, nargs="+", help=f"KC sizes (default: {' '.join(map(str, KC_SIZES))})")
     t.add_argument("--modes", nargs="+", choices=MODES, help=f"modes (default: {' '.join(MODES)})")
     t.add_argument("--reuse", action="store_true", help="use finished runs whatever their epoch count (default: off)")
@@ -66,6 +68,12 @@ def _preflight(args) -> int:
     """The training batch size of the run in ``args.out`` (refused before any worker starts)."""
     cfg = resolve_args(SPEC, args, FLAGS)
     assert isinstance(cfg, OlfactionConfig)
+    check_device(cfg.run.device)
+    if cfg.run.device != "cpu" and (getattr(args, "nproc_per_node", None) or 1) > 1:
+        raise ConfigError(
+            f"run.device = {cfg.run.device!r}: data-parallel olfaction training runs on the CPU (gloo); "
+            "use --device cpu with --nproc-per-node, or one process on the GPU"
+        )
     return cfg.run.batch_size
 
 

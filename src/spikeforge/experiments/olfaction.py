@@ -39,7 +39,7 @@ from ..models.olfaction import OlfactionNet
 from ..models.olfaction_ann import WangANN
 from . import olfaction_report as report
 from .olfaction_config import KC_SIZES, MODES, SPEC, OlfactionConfig
-from .scaffold import RunDir, set_threads
+from .scaffold import RunDir, check_device, set_threads
 from .scaffold.parallel import OneProcess, Ranks
 
 ONE_PROCESS = OneProcess()
@@ -80,13 +80,20 @@ class Trainer:
         r = cfg.run
         g = torch.Generator().manual_seed(r.seed)
         self.dtype = getattr(torch, r.dtype)
+        self.device = torch.device(check_device(r.device) or "cpu")
+        if self.device.type != "cpu" and dp.world_size > 1:
+            raise ConfigError(
+                f"run.device = {r.device!r}: data-parallel olfaction training runs on the CPU (gloo); "
+                "use --device cpu, or one process on the GPU"
+            )
         self.opt: torch.optim.Optimizer
+        # the weights are drawn on the CPU from the seed, then moved: every device starts alike
         if r.mode == "ann":
-            self.ann = WangANN(cfg.ann, g).to(self.dtype)
+            self.ann = WangANN(cfg.ann, g).to(self.device, self.dtype)
             groups = self.ann.param_groups(r.ann_lr, r.ann_pn2kc_lr) if r.ann_pn2kc_lr else self.ann.parameters()
             self.opt = torch.optim.Adam(groups, lr=r.ann_lr)
         else:
-            self.net = OlfactionNet(cfg.model, g).to_dtype(self.dtype)
+            self.net = OlfactionNet(cfg.model, g).to_dtype(self.dtype, self.device)
             self.opt = self.net.make_optimizer(r.optimizer, r.lr, r.weight_decay)
         # the running average of the gradient-trained tensors (run.ema_decay > 0, spiking modes only):
         # not the masks and local readouts (fixed), nor the weights and homeostatic biases of the
@@ -114,12 +121,13 @@ class Trainer:
         return [prm for group in self.opt.param_groups for prm in group["params"]]
 
     def tensors(self) -> dict[str, torch.Tensor]:
+        """The state to checkpoint, on the CPU (the tensors themselves where they are there)."""
         d = dict(self.ann.state_dict()) if self.cfg.run.mode == "ann" else dict(self.net.tensors())
         d.update({f"ema.{k}": v for k, v in self.ema.items()})
         for k, prm in enumerate(self._opt_params()):
             for name, val in self.opt.state.get(prm, {}).items():
                 d[f"opt.{k}.{name}"] = torch.as_tensor(val).reshape(-1) if name == "step" else val
-        return d
+        return {k: v.detach().cpu() for k, v in d.items()}
 
     def load(self, arrays: dict[str, np.ndarray]) -> None:
         if self.cfg.run.mode == "ann":
@@ -138,7 +146,8 @@ class Trainer:
                 n.split(".", 2)[2]: torch.from_numpy(v.copy()) for n, v in arrays.items() if n.startswith(f"opt.{k}.")
             }
             if st:
-                st["step"] = st["step"].reshape(())
+                # Adam keeps its step count on the CPU unless capturable; the moments go with the weight
+                st = {n: (v.reshape(()) if n == "step" else v.to(prm.device)) for n, v in st.items()}
                 self.opt.state[prm] = st
 
     @contextmanager
@@ -181,7 +190,8 @@ class Trainer:
                 raise ConfigError(
                     f"a batch of {len(idx)} examples cannot be split between {self.dp.world_size} processes"
                 )
-            xb, yb = torch.from_numpy(x[idx[a:b]]).to(self.dtype), torch.from_numpy(y[idx[a:b]])
+            xb = torch.from_numpy(x[idx[a:b]]).to(self.device, self.dtype)
+            yb = torch.from_numpy(y[idx[a:b]]).to(self.device)
             if r.mode == "ann":
                 out = self.ann(xb, g)
                 loss = torch.nn.functional.cross_entropy(out, yb)
@@ -196,7 +206,7 @@ class Trainer:
                 logits, lv = res["logits"], res["loss"]
                 if self.ema:
                     self._update_average()
-            correct += int((logits.argmax(1) == yb).sum())
+            correct += int((logits.argmax(1) == yb).sum())  # one sync per batch
             loss_sum += lv * share
             n_batches += 1
         self._shard(None)
@@ -217,18 +227,18 @@ class Trainer:
             self.ann.eval()
         for start in range(0, len(x), r.eval_batch):
             a, b = self._shard(min(r.eval_batch, len(x) - start))
-            xb = torch.from_numpy(x[start + a : start + b]).to(self.dtype)
+            xb = torch.from_numpy(x[start + a : start + b]).to(self.device, self.dtype)
             logits = self.ann(xb, g) if r.mode == "ann" else self.net.run_batch(xb, generator=g)["logits"]
-            out[start + a : start + b] = logits.argmax(1)
+            out[start + a : start + b] = logits.argmax(1).cpu()
         self._shard(None)
         return self.dp.all_sum(out).numpy()  # every rank's rows
 
     def connectivity(self) -> list[np.ndarray]:
         """Effective weights of every block ``[n_out, n_in]`` (of the weight average where there is one)."""
         if self.cfg.run.mode == "ann":
-            return [w.numpy() for w in self.ann.connectivity()]
+            return [w.cpu().numpy() for w in self.ann.connectivity()]
         with self.averaged():
-            return [self.net.effective(b).numpy().copy() for b in range(self.cfg.model.n_blocks)]
+            return [self.net.effective(b).cpu().numpy().copy() for b in range(self.cfg.model.n_blocks)]
 
 
 def run_in(rd: RunDir, log=None, dp: OneProcess = ONE_PROCESS) -> dict:
@@ -293,7 +303,9 @@ def run_in(rd: RunDir, log=None, dp: OneProcess = ONE_PROCESS) -> dict:
             )
             rd.save_checkpoint("checkpoint", trainer.tensors(), {"history": hist})
             stop.check()
-    results = rd.write_results(report.summarise(cfg, trainer, hist, n_train), engine="olfaction-closed-form")
+    # the fused CPU loop (spiking modes on the CPU) or the whole-tensor reference loop on another device
+    engine = "olfaction-closed-form" if trainer.device.type == "cpu" else f"olfaction-reference-{trainer.device}"
+    results = rd.write_results(report.summarise(cfg, trainer, hist, n_train), engine=engine)
     if cfg.run.plots and dp.is_main:
         with trainer.averaged():
             report.make_plots(cfg, trainer, hist, data, out, results)

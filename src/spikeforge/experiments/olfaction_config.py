@@ -57,6 +57,11 @@ class OlfactionRunParams(Params):
     train_limit: int = Field(0, ge=0, description="use only the first N training samples (0 = all)")
     seed: int = Field(0, ge=0)
     threads: int = Field(1, ge=1)
+    device: str = Field(
+        "cpu",
+        description="torch device (cpu, cuda, cuda:N): on cpu the spiking modes run the fused loop, elsewhere "
+        "the reference loop (the same network and draws); data-parallel runs use cpu",
+    )
     eval_batch: int = Field(1000, ge=1)
     cache_dir: str | None = Field(None, description="data cache (None: $SPIKEFORGE_OLFACTION_CACHE or ~/.cache)")
     plots: bool = Field(True, description="write the figures")
@@ -111,7 +116,17 @@ SPEC = ExperimentSpec(
     default_out="runs/olfaction",
     seed_key="run.seed",
     threads_key="run.threads",
-    continuable=("run.epochs", "run.ann_epochs", "run.threads", "run.eval_batch", "run.cache_dir", "run.plots"),
+    device_key="run.device",
+    # where and how long it computes continue a run; everything else defines it
+    continuable=(
+        "run.epochs",
+        "run.ann_epochs",
+        "run.threads",
+        "run.device",
+        "run.eval_batch",
+        "run.cache_dir",
+        "run.plots",
+    ),
 )
 
 _COMMON = (

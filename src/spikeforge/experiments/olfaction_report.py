@@ -88,7 +88,7 @@ def make_plots(cfg, trainer, hist: dict, data: dict, out: Path, results: dict) -
     if cfg.run.mode != "ann":
         g = torch.Generator().manual_seed(cfg.run.seed)
         res = trainer.net.run_batch(torch.from_numpy(data["x_test"][:2]), generator=g, record=True)
-        rec = [[s.numpy() for s in step] for step in res["record"]]
+        rec = [[s.cpu().numpy() for s in step] for step in res["record"]]
         names = (
             ["OR", "ORN", "PN", "KC"]
             if len(cfg.model.layer_sizes) == 4

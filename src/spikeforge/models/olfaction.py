@@ -166,18 +166,25 @@ class OlfactionNet:
         self.data_parallel: BatchShard | None = None  # set by data-parallel training (module docstring)
         self.fast = True  # the fused CPU loop where it applies (False: the reference loop everywhere)
 
-    def to_dtype(self, dtype: torch.dtype) -> OlfactionNet:
-        """Every tensor in ``dtype`` (before :meth:`make_optimizer`)."""
-        self.weights = [w.to(dtype) for w in self.weights]
-        self.biases = [x.to(dtype) for x in self.biases]
-        self.readouts = {b: g.to(dtype) for b, g in self.readouts.items()}
-        self.masks = {b: m.to(dtype) for b, m in self.masks.items()}
-        self.out_w, self.out_b = self.out_w.to(dtype), self.out_b.to(dtype)
+    def to_dtype(self, dtype: torch.dtype, device: torch.device | str | None = None) -> OlfactionNet:
+        """Every tensor in ``dtype``, and on ``device`` if given (before :meth:`make_optimizer`)."""
+        self.weights = [w.to(device, dtype) for w in self.weights]
+        self.biases = [x.to(device, dtype) for x in self.biases]
+        self.readouts = {b: g.to(device, dtype) for b, g in self.readouts.items()}
+        self.masks = {b: m.to(device, dtype) for b, m in self.masks.items()}
+        self.out_w, self.out_b = self.out_w.to(device, dtype), self.out_b.to(device, dtype)
         return self
 
+    @property
+    def device(self) -> torch.device:
+        return self.out_w.device
+
     def _draw(self, fn, shape, generator, dtype=None) -> torch.Tensor:
+        """A random draw from the CPU ``generator`` on the network's device: every device sees the
+        same draws (data parallel: this rank's rows of the whole batch's draw)."""
         dp = self.data_parallel
-        return fn(shape, generator=generator, dtype=dtype) if dp is None else dp.draw(fn, shape, generator, dtype)
+        z = fn(shape, generator=generator, dtype=dtype) if dp is None else dp.draw(fn, shape, generator, dtype)
+        return z.to(self.device)
 
     def _surr(self):
         q = self.p.cuba if self.p.neuron == "cuba" else self.p.decolle_lif
@@ -245,7 +252,9 @@ class OlfactionNet:
             raise ValueError(f"input has {x.shape[1]} receptors but layer_sizes[0] = {p.layer_sizes[0]}")
         if optimizer is not None and y is None:
             raise ValueError("run_batch with an optimizer needs the labels y")
-        x = x.to(self.out_w.dtype)
+        x = x.to(self.device, self.out_w.dtype)
+        if y is not None:
+            y = y.to(self.device)
         if p.noise_std > 0:
             x = x + p.noise_std * self._draw(torch.randn, x.shape, generator)
         yy = y if y is not None else torch.zeros(x.shape[0], dtype=torch.long, device=x.device)

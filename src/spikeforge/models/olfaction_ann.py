@@ -141,11 +141,11 @@ class WangANN(nn.Module):
             if b == 0 and self.p.orn_noise_std > 0:
                 # Wang's FullModel.forward: added to the ORN layer's output (after its ReLU, so an ORN
                 # can be negative), in training and evaluation alike
-                if dp is None:
+                if dp is None:  # drawn from the CPU generator: every device sees the same noise
                     z = torch.randn(h.shape, generator=generator, dtype=h.dtype)
                 else:  # this rank's rows of the whole batch's draw
                     z = dp.draw(torch.randn, h.shape, generator, h.dtype)
-                h = h + self.p.orn_noise_std * z
+                h = h + self.p.orn_noise_std * z.to(h.device)
             acts.append(h)
         return acts
 
