@@ -10,8 +10,6 @@ from test_olfaction_distributed import RANDOM, TINY, _same_run
 
 from spikeforge.cli.main import main
 
-CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-
 
 @pytest.fixture()
 def cache(tmp_path, monkeypatch):
@@ -39,12 +37,13 @@ def test_device_cpu_is_recorded_and_continues_a_run(cache):
     assert json.loads((out / "results.json").read_text())["epochs"] == 2
 
 
-@CUDA
 @pytest.mark.parametrize(
     "mode, extra",
     [("decolle", RANDOM), ("hybrid", []), ("hybrid", ["--set", 'model.stdp.rule="trace"']), ("ann", [])],
     ids=["decolle", "hybrid-cycle", "hybrid-trace", "ann"],
 )
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_trains_what_the_cpu_trains(cache, mode, extra):
     common = [*TINY, "--mode", mode, "--epochs", "2", "--ann-epochs", "2", *extra]
     assert main([*common, "--out", str(cache / "cpu")]) == 0
