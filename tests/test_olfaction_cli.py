@@ -108,3 +108,20 @@ def test_epochs_zero_takes_the_presets_count():
         assert cfg.replace(run=cfg.run.replace(preset=preset)).resolved().run.epochs == n
     assert PRESET_EPOCHS["small"] == 12 and PRESET_EPOCHS["medium"] == 10
     assert cfg.replace(run=cfg.run.replace(epochs=3)).resolved().run.epochs == 3
+
+
+def test_a_run_saved_before_label_smoothing_resumes_with_one_hot_targets(cache):
+    out = cache / "old"
+    args = ["olfaction", "run", "--kc", "20", "--mode", "decolle", "--no-plot", "--out", str(out), *TINY]
+    assert main([*args, "--epochs", "1"]) == 0
+    record = json.loads((out / "config.json").read_text())
+    assert record["config"]["model"]["label_smoothing"] == 0.1  # today's default
+    # as a run saved before the setting existed: the saved config is the base of a resumed run, so
+    # the missing key takes the building block's default (0: one-hot, as such runs trained), not
+    # the experiment's 0.1
+    del record["config"]["model"]["label_smoothing"]
+    (out / "config.json").write_text(json.dumps(record))
+    assert main([*args, "--epochs", "2"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["epochs"] == 2 and res["config"]["model"]["label_smoothing"] == 0.0
+    assert json.loads((out / "config.json").read_text())["config"]["model"]["label_smoothing"] == 0.0
