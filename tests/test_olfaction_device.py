@@ -24,6 +24,10 @@ def test_a_missing_gpu_is_refused_with_the_fix(cache, capsys):
     err = capsys.readouterr().err
     assert "--device cuda" in err and "use --device cpu" in err
     assert not (cache / "gpu" / "results.json").exists()
+    # the table refuses it before it makes a run directory
+    table = ["olfaction", "table", "--kc", "10", "--modes", "ann", "--ann-epochs", "1", "--device", "cuda"]
+    assert main([*table, "--train-limit", "80", "--out", str(cache / "table")]) == 2
+    assert "use --device cpu" in capsys.readouterr().err and not (cache / "table").exists()
 
 
 def test_device_cpu_is_recorded_and_continues_a_run(cache):

@@ -110,6 +110,7 @@ def _table(args) -> int:
             if done and (args.reuse or done.get("epochs") == want):
                 rows.append(done)
                 continue
+            check_device(cfg.run.device)  # before the run directory is made
             set_threads(cfg.run.threads)
             if not args.quiet:
                 print(f"--- {preset} KC = {kc} {mode} ---", flush=True)
