@@ -35,7 +35,7 @@ def test_device_cpu_is_recorded_and_continues_a_run(cache):
     assert main([*TINY, "--mode", "decolle", "--epochs", "1", "--out", str(out)]) == 0
     res = json.loads((out / "results.json").read_text())
     assert res["config"]["run"]["device"] == "cpu"
-    assert res["provenance"]["engine"] == "olfaction-closed-form"
+    assert res["provenance"]["engine"] == "olfaction-closed-form"  # the fused CPU loop
     # run.device continues a run: asking for another epoch with it given explicitly resumes
     assert main([*TINY, "--mode", "decolle", "--epochs", "2", "--device", "cpu", "--out", str(out)]) == 0
     assert json.loads((out / "results.json").read_text())["epochs"] == 2
@@ -55,6 +55,7 @@ def test_cuda_trains_what_the_cpu_trains(cache, mode, extra):
     _same_run(cache / "cpu", cache / "gpu")
     res = json.loads((cache / "gpu" / "results.json").read_text())
     assert res["config"]["run"]["device"] == "cuda"
+    assert res["provenance"]["engine"] == ("olfaction-ann-cuda" if mode == "ann" else "olfaction-reference-cuda")
     # resumed on the GPU after one epoch on the CPU: the optimizer state moves with the weights
     one = [*TINY, "--mode", mode, "--ann-epochs", "1", "--epochs", "1", *extra, "--out", str(cache / "mixed")]
     assert main(one) == 0

@@ -303,8 +303,14 @@ def run_in(rd: RunDir, log=None, dp: OneProcess = ONE_PROCESS) -> dict:
             )
             rd.save_checkpoint("checkpoint", trainer.tensors(), {"history": hist})
             stop.check()
-    # the fused CPU loop (spiking modes on the CPU) or the whole-tensor reference loop on another device
-    engine = "olfaction-closed-form" if trainer.device.type == "cpu" else f"olfaction-reference-{trainer.device}"
+    # Wang's ANN (autograd), the fused CPU loop (spiking modes on the CPU) or the whole-tensor
+    # reference loop on another device
+    if cfg.run.mode == "ann":
+        engine = f"olfaction-ann-{trainer.device}"
+    elif trainer.device.type == "cpu":
+        engine = "olfaction-closed-form"
+    else:
+        engine = f"olfaction-reference-{trainer.device}"
     results = rd.write_results(report.summarise(cfg, trainer, hist, n_train), engine=engine)
     if cfg.run.plots and dp.is_main:
         with trainer.averaged():
